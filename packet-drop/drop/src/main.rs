@@ -1,0 +1,3 @@
+fn main() {
+    drop::run(drop::Variant::Drop);
+}

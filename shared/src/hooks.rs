@@ -1,0 +1,420 @@
+//! Hook plans: each hook point of a tool lists the ways to reach it, best first
+//! (tp_btf, classic tracepoint, fentry, kprobe). At start the running kernel is
+//! probed (BTF, tracefs, kallsyms function names, a real fentry test load), the
+//! first usable way is chosen, the other programs are not loaded (autoload off),
+//! and `--explain` prints the plan with the reason every other way was refused.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use libbpf_rs::{Link, Object, OpenObject};
+
+use crate::btf::KernelBtf;
+use crate::cli::AttachMode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    TpBtf,
+    Tracepoint,
+    Fentry,
+    Kprobe,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::TpBtf => "tp_btf",
+            Kind::Tracepoint => "tracepoint",
+            Kind::Fentry => "fentry",
+            Kind::Kprobe => "kprobe",
+        }
+    }
+    fn mode(self) -> AttachMode {
+        match self {
+            Kind::TpBtf => AttachMode::TpBtf,
+            Kind::Tracepoint => AttachMode::Tracepoint,
+            Kind::Fentry => AttachMode::Fentry,
+            Kind::Kprobe => AttachMode::Kprobe,
+        }
+    }
+}
+
+/// Extra condition on a candidate, checked against the running kernel.
+#[derive(Clone, Copy, Debug)]
+pub enum Need {
+    None,
+    /// tp_btf: the tracepoint has at least N arguments.
+    ArgsAtLeast(usize),
+    /// tp_btf: the tracepoint has fewer than N arguments.
+    ArgsBelow(usize),
+}
+
+/// One way to reach a hook point: the program (by its name in the BPF object)
+/// and its target (tracepoint `name`, `category/name`, or kernel function).
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate {
+    pub kind: Kind,
+    pub prog: &'static str,
+    pub target: &'static str,
+    pub need: Need,
+    /// What this way gives up compared with the best one ("" when nothing).
+    pub loses: &'static str,
+}
+
+impl Candidate {
+    pub const fn new(kind: Kind, prog: &'static str, target: &'static str) -> Self {
+        Candidate {
+            kind,
+            prog,
+            target,
+            need: Need::None,
+            loses: "",
+        }
+    }
+    pub const fn need(mut self, need: Need) -> Self {
+        self.need = need;
+        self
+    }
+    pub const fn loses(mut self, what: &'static str) -> Self {
+        self.loses = what;
+        self
+    }
+}
+
+/// A place the tool must (or would like to) observe.
+#[derive(Clone, Copy, Debug)]
+pub struct HookPoint {
+    pub name: &'static str,
+    pub required: bool,
+    pub candidates: &'static [Candidate],
+}
+
+/// What the running kernel offers, probed lazily and cached.
+pub struct Kernel {
+    pub btf: KernelBtf,
+    kprobe_syms: HashMap<String, Option<String>>,
+    fentry: Option<Result<(), String>>,
+    tracefs: Option<Option<PathBuf>>,
+}
+
+impl Kernel {
+    pub fn probe() -> Self {
+        Kernel {
+            btf: KernelBtf::load(),
+            kprobe_syms: HashMap::new(),
+            fentry: None,
+            tracefs: None,
+        }
+    }
+
+    /// The tracefs `events` folder, mounting tracefs if the host has not.
+    pub fn tracefs_events(&mut self) -> Option<PathBuf> {
+        if let Some(t) = &self.tracefs {
+            return t.clone();
+        }
+        let found = find_tracefs_events().or_else(|| {
+            let _ = fs::create_dir_all("/sys/kernel/tracing");
+            let _ = nix::mount::mount(
+                Some("tracefs"),
+                "/sys/kernel/tracing",
+                Some("tracefs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            );
+            find_tracefs_events()
+        });
+        self.tracefs = Some(found.clone());
+        found
+    }
+
+    /// Is there a kprobe-able text symbol `func` (or a compiler-suffixed
+    /// `func.constprop.0`-style clone)? Returns the name to attach to.
+    pub fn kprobe_symbol(&mut self, func: &str) -> Result<String, String> {
+        if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            return Err("kernel has no kprobe support (CONFIG_KPROBES off)".into());
+        }
+        if !self.kprobe_syms.contains_key(func) {
+            let found = find_text_symbol(func);
+            self.kprobe_syms.insert(func.to_string(), found);
+        }
+        self.kprobe_syms[func]
+            .clone()
+            .ok_or_else(|| format!("no function {func} in /proc/kallsyms"))
+    }
+
+    /// fentry needs BPF trampolines: proven by loading and attaching a trivial
+    /// program, once.
+    pub fn fentry_usable(&mut self, func: &str) -> Result<(), String> {
+        if !self.btf.has_func(func) {
+            return Err(format!("no function {func} in kernel BTF"));
+        }
+        if self.fentry.is_none() {
+            self.fentry = Some(crate::bpf::probe_fentry(&self.btf, func));
+        }
+        self.fentry.clone().unwrap()
+    }
+
+    fn check(&mut self, c: &Candidate) -> Result<String, String> {
+        match c.kind {
+            Kind::TpBtf => {
+                if !self.btf.available() {
+                    return Err("kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
+                }
+                let n = self
+                    .btf
+                    .tp_btf_args(c.target)
+                    .ok_or_else(|| format!("no tracepoint {} in kernel BTF", c.target))?;
+                match c.need {
+                    Need::ArgsAtLeast(k) if n < k => Err(format!(
+                        "tracepoint has {n} arguments, this program needs {k}"
+                    )),
+                    Need::ArgsBelow(k) if n >= k => Err(format!(
+                        "tracepoint has {n} arguments; a richer program is used"
+                    )),
+                    _ => Ok(c.target.to_string()),
+                }
+            }
+            Kind::Tracepoint => {
+                let events = self.tracefs_events().ok_or("tracefs not available")?;
+                if events.join(c.target).is_dir() {
+                    Ok(c.target.to_string())
+                } else {
+                    Err(format!(
+                        "no tracepoint {} in {}",
+                        c.target,
+                        events.display()
+                    ))
+                }
+            }
+            Kind::Fentry => self.fentry_usable(c.target).map(|_| c.target.to_string()),
+            Kind::Kprobe => self.kprobe_symbol(c.target),
+        }
+    }
+}
+
+fn find_tracefs_events() -> Option<PathBuf> {
+    [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_dir())
+}
+
+/// Text symbol `func` or its first suffixed clone (`func.isra.0`), from kallsyms.
+fn find_text_symbol(func: &str) -> Option<String> {
+    let f = fs::File::open("/proc/kallsyms").ok()?;
+    let prefix = format!("{func}.");
+    let mut clone = None;
+    for line in BufReader::new(f).lines().map_while(Result::ok) {
+        let mut it = line.split_whitespace();
+        let (_addr, ty, name) = (it.next()?, it.next()?, it.next()?);
+        if !matches!(ty, "t" | "T") {
+            continue;
+        }
+        if name == func {
+            return Some(name.to_string());
+        }
+        if clone.is_none() && name.starts_with(&prefix) {
+            clone = Some(name.to_string());
+        }
+    }
+    clone
+}
+
+/// The decision for one hook point.
+pub struct Resolved {
+    pub hook: &'static HookPoint,
+    /// The chosen candidate and its resolved target (e.g. a suffixed symbol).
+    pub chosen: Option<(&'static Candidate, String)>,
+    pub refused: Vec<(&'static Candidate, String)>,
+}
+
+pub struct Plan {
+    pub hooks: Vec<Resolved>,
+}
+
+impl Plan {
+    /// Choose a way for every hook. `probe_all` (for --explain) also checks the
+    /// ways after the chosen one, so the plan shows what a fallback would find.
+    pub fn resolve(
+        kernel: &mut Kernel,
+        hooks: &'static [HookPoint],
+        mode: AttachMode,
+        probe_all: bool,
+    ) -> Plan {
+        let mut out = Vec::new();
+        for hook in hooks {
+            let mut r = Resolved {
+                hook,
+                chosen: None,
+                refused: Vec::new(),
+            };
+            for c in hook.candidates {
+                if r.chosen.is_some() && !probe_all {
+                    r.refused
+                        .push((c, "not probed (a better way was found first)".into()));
+                    continue;
+                }
+                if mode != AttachMode::Auto && c.kind.mode() != mode {
+                    r.refused
+                        .push((c, format!("not selected (--attach {})", mode_name(mode))));
+                    continue;
+                }
+                match kernel.check(c) {
+                    Ok(t) if r.chosen.is_none() => r.chosen = Some((c, t)),
+                    Ok(t) => r.refused.push((c, format!("usable ({t}) as a fallback"))),
+                    Err(e) => r.refused.push((c, e)),
+                }
+            }
+            out.push(r);
+        }
+        Plan { hooks: out }
+    }
+
+    /// The chosen candidate of hook `name`.
+    pub fn chosen(&self, name: &str) -> Option<&'static Candidate> {
+        self.hooks
+            .iter()
+            .find(|r| r.hook.name == name)
+            .and_then(|r| r.chosen.as_ref().map(|(c, _)| *c))
+    }
+
+    /// Error when a required hook has no usable way, or nothing at all attaches.
+    pub fn check(&self) -> Result<(), String> {
+        for r in &self.hooks {
+            if r.hook.required && r.chosen.is_none() {
+                let why: Vec<String> = r
+                    .refused
+                    .iter()
+                    .map(|(c, e)| format!("{} {}: {}", c.kind.name(), c.target, e))
+                    .collect();
+                return Err(format!(
+                    "cannot trace {} on this kernel ({})",
+                    r.hook.name,
+                    why.join("; ")
+                ));
+            }
+        }
+        if self.hooks.iter().all(|r| r.chosen.is_none()) {
+            return Err("no hook of this tool is available on this kernel (see --explain)".into());
+        }
+        Ok(())
+    }
+
+    pub fn explain(&self) -> String {
+        let mut s = String::from("Hook plan for this kernel:\n");
+        for r in &self.hooks {
+            let req = if r.hook.required {
+                "required"
+            } else {
+                "optional"
+            };
+            match &r.chosen {
+                Some((c, t)) => {
+                    s.push_str(&format!(
+                        "  {} ({}): {} {} [program {}]\n",
+                        r.hook.name,
+                        req,
+                        c.kind.name(),
+                        t,
+                        c.prog
+                    ));
+                    if !c.loses.is_empty() {
+                        s.push_str(&format!("      note: {}\n", c.loses));
+                    }
+                }
+                None => s.push_str(&format!("  {} ({}): NOT AVAILABLE\n", r.hook.name, req)),
+            }
+            for (c, why) in &r.refused {
+                s.push_str(&format!("      {} {}: {}\n", c.kind.name(), c.target, why));
+            }
+        }
+        s
+    }
+
+    /// One line: `kfree_skb via tp_btf:kfree_skb, ...`
+    pub fn summary(&self) -> String {
+        self.hooks
+            .iter()
+            .filter_map(|r| {
+                r.chosen
+                    .as_ref()
+                    .map(|(c, t)| format!("{} via {}:{}", r.hook.name, c.kind.name(), t))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Load only the chosen programs.
+    pub fn set_autoload(&self, obj: &mut OpenObject) {
+        let chosen: Vec<&str> = self
+            .hooks
+            .iter()
+            .filter_map(|r| r.chosen.as_ref().map(|(c, _)| c.prog))
+            .collect();
+        for mut p in obj.progs_mut() {
+            let name = p.name().to_string_lossy().into_owned();
+            p.set_autoload(chosen.contains(&name.as_str()));
+        }
+    }
+
+    /// Attach the chosen programs. A failing optional hook is a warning; a
+    /// failing required hook is an error.
+    pub fn attach(&self, obj: &mut Object) -> Result<(Vec<Link>, Vec<String>), String> {
+        let mut links = Vec::new();
+        let mut warnings = Vec::new();
+        for r in &self.hooks {
+            let Some((c, target)) = &r.chosen else {
+                if !r.hook.required {
+                    warnings.push(format!(
+                        "{} not traced: no usable hook on this kernel",
+                        r.hook.name
+                    ));
+                }
+                continue;
+            };
+            let prog = obj
+                .progs_mut()
+                .find(|p| p.name().to_string_lossy() == c.prog);
+            let Some(prog) = prog else {
+                return Err(format!("program {} missing from the BPF object", c.prog));
+            };
+            let res = match c.kind {
+                Kind::Kprobe => prog.attach_kprobe(false, target),
+                _ => prog.attach(),
+            };
+            match res {
+                Ok(l) => links.push(l),
+                Err(e) if r.hook.required => {
+                    return Err(format!(
+                        "attaching {} to {} {}: {e}",
+                        r.hook.name,
+                        c.kind.name(),
+                        target
+                    ))
+                }
+                Err(e) => warnings.push(format!(
+                    "{} not traced: attaching {} {} failed: {e}",
+                    r.hook.name,
+                    c.kind.name(),
+                    target
+                )),
+            }
+        }
+        Ok((links, warnings))
+    }
+}
+
+fn mode_name(m: AttachMode) -> &'static str {
+    match m {
+        AttachMode::Auto => "auto",
+        AttachMode::TpBtf => "tp_btf",
+        AttachMode::Tracepoint => "tracepoint",
+        AttachMode::Fentry => "fentry",
+        AttachMode::Kprobe => "kprobe",
+    }
+}

@@ -1,0 +1,36 @@
+//! The common crate of every tool: command-line pieces, the BPF object life cycle
+//! (hook plan with attach fallbacks, load, attach, event draining), BTF lookups,
+//! stack symbolization, histograms and text/JSON output.
+//!
+//! A tool is its `.bpf.c`, a hook table, an event decoder and its output format;
+//! everything else comes from here.
+
+pub mod bpf;
+pub mod btf;
+pub mod cli;
+pub mod events;
+pub mod filter;
+pub mod fmt;
+pub mod hist;
+pub mod hooks;
+pub mod ksyms;
+pub mod netdev;
+pub mod output;
+pub mod pkt;
+pub mod reasons;
+pub mod runner;
+pub mod stacks;
+pub mod time;
+pub mod usyms;
+
+/// Exit status of a runtime failure (not root, no BTF, load/attach error).
+pub const EXIT_RUNTIME: i32 = 1;
+/// Exit status of a bad command line.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Print `error: <msg>` and exit with `code`. Used for every fatal error so the
+/// user sees one line, never a panic or a backtrace.
+pub fn die(code: i32, msg: impl std::fmt::Display) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(code)
+}
