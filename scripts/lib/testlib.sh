@@ -167,3 +167,46 @@ expect_exit() {
     [[ $(bpf_prog_count) -eq $before ]] || fail "$name $*: left BPF programs loaded"
     LAST_ERROR=$out
 }
+
+# ---- Open vSwitch (kernel datapath; VM kernels only) ---------------------------
+# ovs_up: make sure ovsdb-server and ovs-vswitchd run (start them if this test
+# is the first to need them; they are stopped again when the test ends).
+ovs_up() {
+    need module:openvswitch cmd:ovs-vsctl
+    ovs-vsctl --timeout=3 show >/dev/null 2>&1 && return 0
+    local ctl=/usr/share/openvswitch/scripts/ovs-ctl
+    [[ -x $ctl ]] || skip "Open vSwitch is not installed"
+    $ctl start --system-id=random >"$T/ovs-ctl.log" 2>&1 || { cat "$T/ovs-ctl.log"; fail "ovs-ctl start failed"; }
+    defer "$ctl stop"
+    local i
+    for ((i = 0; i < 100; i++)); do ovs-vsctl --timeout=3 show >/dev/null 2>&1 && return 0; sleep 0.2; done
+    fail "ovs-vsctl does not answer"
+}
+
+# ovs_bridge_pair [IP1 IP2]: an OVS bridge $BR on the kernel datapath with two
+# ports $PORT1/$PORT2, veth peers in namespaces $NS1/$NS2 ($VETH1/$VETH2, $IP1/$IP2).
+ovs_bridge_pair() {
+    ovs_up
+    IP1=${1:-10.97.0.1} IP2=${2:-10.97.0.2}
+    local id=$$$RANDOM
+    id=${id: -5}
+    NS1=lo1-$id NS2=lo2-$id VETH1=ov1-$id VETH2=ov2-$id PORT1=op1-$id PORT2=op2-$id BR=obr-$id
+    ovs-vsctl add-br "$BR" -- set bridge "$BR" datapath_type=system || fail "cannot add OVS bridge"
+    defer ovs-vsctl --if-exists del-br "$BR"
+    ip netns add "$NS1" && defer ip netns del "$NS1"
+    ip netns add "$NS2" && defer ip netns del "$NS2"
+    ip link add "$PORT1" type veth peer name "$VETH1" netns "$NS1"
+    ip link add "$PORT2" type veth peer name "$VETH2" netns "$NS2"
+    defer ip link del "$PORT1"
+    defer ip link del "$PORT2"
+    ip link set "$PORT1" up
+    ip link set "$PORT2" up
+    ovs-vsctl add-port "$BR" "$PORT1" -- add-port "$BR" "$PORT2"
+    ip link set "$BR" up
+    ip -n "$NS1" addr add "$IP1/24" dev "$VETH1"
+    ip -n "$NS2" addr add "$IP2/24" dev "$VETH2"
+    ip -n "$NS1" link set lo up
+    ip -n "$NS2" link set lo up
+    ip -n "$NS1" link set "$VETH1" up
+    ip -n "$NS2" link set "$VETH2" up
+}

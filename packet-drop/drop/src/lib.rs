@@ -307,6 +307,8 @@ pub fn run(variant: Variant) {
     let _links = bpf::attach(&plan, &mut skel);
 
     let reasons = DropReasons::load(&kernel.btf);
+    // The parsed kernel BTF is megabytes; nothing needs it from here on.
+    drop(kernel);
     let not_specified = reasons.code("NOT_SPECIFIED");
     let has_reason = plan
         .chosen("kfree_skb")

@@ -1,0 +1,18 @@
+# Tests of the test harness itself: fixtures other tests build on.
+
+# The OVS fixture: a kernel-datapath bridge passes traffic and gets megaflows.
+test_harness_ovs_fixture() {
+    need root cmd:ping
+    ovs_bridge_pair
+    in1 ping -c 3 -i 0.2 -W 2 "$IP2" >"$T/ping.out" || { cat "$T/ping.out"; fail "no ping across the OVS bridge"; }
+    ovs-dpctl dump-flows >"$T/flows" 2>&1
+    grep -q 'in_port' "$T/flows" || { cat "$T/flows"; fail "ovs-dpctl dump-flows shows no flows after a ping"; }
+    grep -q 'eth_type(0x0800)' "$T/flows" || { cat "$T/flows"; fail "no IPv4 megaflow"; }
+}
+
+# Feature gating reports a reason instead of passing silently.
+test_harness_need_reports_reason() {
+    out=$(bash -c "source '$ROOT/scripts/lib/testlib.sh'; need module:no_such_module_xyz" 2>&1)
+    rc=$?
+    [[ $rc -eq 77 && $out == "SKIP: kernel has no no_such_module_xyz module" ]] || fail "need: rc $rc, out '$out'"
+}
