@@ -210,3 +210,13 @@ ovs_bridge_pair() {
     ip -n "$NS1" link set "$VETH1" up
     ip -n "$NS2" link set "$VETH2" up
 }
+
+# wait_ping NS IP [SECS]: ping from netns NS until IP answers (a new OVS bridge
+# under emulation can take seconds for its first upcalls and ARP).
+wait_ping() {
+    local ns=$1 ip=$2 secs=${3:-20} i
+    for ((i = 0; i < secs; i++)); do
+        ip netns exec "$ns" ping -c 1 -W 1 "$ip" >/dev/null 2>&1 && return 0
+    done
+    fail "$ip does not answer from $ns within ${secs}s"
+}

@@ -4,6 +4,7 @@
 test_harness_ovs_fixture() {
     need root cmd:ping
     ovs_bridge_pair
+    wait_ping "$NS1" "$IP2"
     in1 ping -c 3 -i 0.2 -W 2 "$IP2" >"$T/ping.out" || { cat "$T/ping.out"; fail "no ping across the OVS bridge"; }
     ovs-dpctl dump-flows >"$T/flows" 2>&1
     grep -q 'in_port' "$T/flows" || { cat "$T/flows"; fail "ovs-dpctl dump-flows shows no flows after a ping"; }
