@@ -51,6 +51,8 @@ pub enum AttachMode {
     Tracepoint,
     Fentry,
     Kprobe,
+    #[value(name = "raw_tp")]
+    RawTp,
 }
 
 /// Flags of every BPF tool.

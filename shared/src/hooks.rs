@@ -20,6 +20,16 @@ pub enum Kind {
     Tracepoint,
     Fentry,
     Kprobe,
+    /// `raw_tp/NAME`: the raw tracepoint (arguments as in tp_btf, read
+    /// through `ctx->args[]`); needs no BTF for the tracepoint itself.
+    RawTp,
+    /// `uprobe`/`uretprobe`: checked for the uprobe PMU only; the tool
+    /// resolves the file and offset at run time and attaches it itself
+    /// (shared::uprobe), so `Plan::attach` leaves it alone.
+    Uprobe,
+    /// A BPF `perf_event` program on software perf events the tool opens
+    /// itself (shared::perf); checked for the software PMU only.
+    PerfEvent,
 }
 
 impl Kind {
@@ -29,15 +39,26 @@ impl Kind {
             Kind::Tracepoint => "tracepoint",
             Kind::Fentry => "fentry",
             Kind::Kprobe => "kprobe",
+            Kind::RawTp => "raw_tp",
+            Kind::Uprobe => "uprobe",
+            Kind::PerfEvent => "perf_event",
         }
     }
-    fn mode(self) -> AttachMode {
+    /// The `--attach` mode that selects this kind; `None` for kinds that
+    /// have no alternative (uprobes, perf events) and are never refused.
+    fn mode(self) -> Option<AttachMode> {
         match self {
-            Kind::TpBtf => AttachMode::TpBtf,
-            Kind::Tracepoint => AttachMode::Tracepoint,
-            Kind::Fentry => AttachMode::Fentry,
-            Kind::Kprobe => AttachMode::Kprobe,
+            Kind::TpBtf => Some(AttachMode::TpBtf),
+            Kind::Tracepoint => Some(AttachMode::Tracepoint),
+            Kind::Fentry => Some(AttachMode::Fentry),
+            Kind::Kprobe => Some(AttachMode::Kprobe),
+            Kind::RawTp => Some(AttachMode::RawTp),
+            Kind::Uprobe | Kind::PerfEvent => None,
         }
+    }
+    /// Attached by the tool itself (targets known only at run time).
+    pub fn attached_by_tool(self) -> bool {
+        matches!(self, Kind::Uprobe | Kind::PerfEvent)
     }
 }
 
@@ -190,6 +211,37 @@ impl Kernel {
             }
             Kind::Fentry => self.fentry_usable(c.target).map(|_| c.target.to_string()),
             Kind::Kprobe => self.kprobe_symbol(c.target),
+            Kind::RawTp => {
+                if self.btf.tp_btf_args(c.target).is_some() {
+                    return Ok(c.target.to_string());
+                }
+                let events = self.tracefs_events().ok_or("tracefs not available")?;
+                let found = fs::read_dir(&events)
+                    .map(|d| {
+                        d.filter_map(Result::ok)
+                            .any(|e| e.path().join(c.target).is_dir())
+                    })
+                    .unwrap_or(false);
+                if found {
+                    Ok(c.target.to_string())
+                } else {
+                    Err(format!("no raw tracepoint {}", c.target))
+                }
+            }
+            Kind::Uprobe => {
+                if Path::new("/sys/bus/event_source/devices/uprobe").exists() {
+                    Ok(c.target.to_string())
+                } else {
+                    Err("kernel has no uprobe support (no uprobe PMU)".into())
+                }
+            }
+            Kind::PerfEvent => {
+                if Path::new("/sys/bus/event_source/devices/software").exists() {
+                    Ok(c.target.to_string())
+                } else {
+                    Err("kernel has no software perf events".into())
+                }
+            }
         }
     }
 }
@@ -259,7 +311,7 @@ impl Plan {
                         .push((c, "not probed (a better way was found first)".into()));
                     continue;
                 }
-                if mode != AttachMode::Auto && c.kind.mode() != mode {
+                if mode != AttachMode::Auto && c.kind.mode().is_some_and(|m| m != mode) {
                     r.refused
                         .push((c, format!("not selected (--attach {})", mode_name(mode))));
                     continue;
@@ -281,6 +333,16 @@ impl Plan {
             .iter()
             .find(|r| r.hook.name == name)
             .and_then(|r| r.chosen.as_ref().map(|(c, _)| *c))
+    }
+
+    /// Replace the shown target of hook `name` (e.g. a uprobe's resolved
+    /// `path:symbol+offset`), for `--explain` and the attached line.
+    pub fn set_target(&mut self, name: &str, target: String) {
+        if let Some(r) = self.hooks.iter_mut().find(|r| r.hook.name == name) {
+            if let Some((_, t)) = r.chosen.as_mut() {
+                *t = target;
+            }
+        }
     }
 
     /// Error when a required hook has no usable way, or nothing at all attaches.
@@ -368,6 +430,12 @@ impl Plan {
         let mut links = Vec::new();
         let mut warnings = Vec::new();
         for r in &self.hooks {
+            if r.chosen
+                .as_ref()
+                .is_some_and(|(c, _)| c.kind.attached_by_tool())
+            {
+                continue;
+            }
             let Some((c, target)) = &r.chosen else {
                 if !r.hook.required {
                     warnings.push(format!(
@@ -416,5 +484,6 @@ fn mode_name(m: AttachMode) -> &'static str {
         AttachMode::Tracepoint => "tracepoint",
         AttachMode::Fentry => "fentry",
         AttachMode::Kprobe => "kprobe",
+        AttachMode::RawTp => "raw_tp",
     }
 }

@@ -5,22 +5,29 @@
 //! A tool is its `.bpf.c`, a hook table, an event decoder and its output format;
 //! everything else comes from here.
 
+pub mod args;
 pub mod bpf;
 pub mod btf;
 pub mod cli;
 pub mod events;
 pub mod filter;
 pub mod fmt;
+pub mod folded;
 pub mod hist;
 pub mod hooks;
 pub mod ksyms;
 pub mod netdev;
 pub mod output;
+pub mod perf;
 pub mod pkt;
+pub mod proc;
 pub mod reasons;
 pub mod runner;
+pub mod sched;
 pub mod stacks;
+pub mod symbolize;
 pub mod time;
+pub mod uprobe;
 pub mod usyms;
 
 /// Exit status of a runtime failure (not root, no BTF, load/attach error).
