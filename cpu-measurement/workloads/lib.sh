@@ -20,8 +20,14 @@ start_gated() {
     mkfifo "$fifo"
     exec {fd}<>"$fifo"
     "$T/$name" "$@" <"$fifo" >"$T/$var.out" 2>&1 &
-    local pid=$!
+    local pid=$! i
     defer "kill -KILL $pid"
+    # Wait until it runs its own binary with its libraries mapped (blocked in read).
+    for ((i = 0; i < 50; i++)); do
+        [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$T/$name" ]] &&
+            grep -q 'libc' "/proc/$pid/maps" 2>/dev/null && break
+        sleep 0.1
+    done
     printf -v "${var}_PID" %s "$pid"
     printf -v "${var}_GATE" %s "$fd"
     printf -v "${var}_OUT" %s "$T/$var.out"
