@@ -1,0 +1,3 @@
+fn main() {
+    shared_build::skeleton("pthread_rwlock_wrlock_stack");
+}

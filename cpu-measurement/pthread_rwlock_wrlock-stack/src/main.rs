@@ -1,0 +1,3 @@
+fn main() {
+    pthread_rwlock_wrlock_stack::run();
+}
