@@ -1,6 +1,9 @@
 # Live tests of drop and multi-protocol-drop-monitor: real drops between two
 # network namespaces (see scripts/lib/testlib.sh for the helpers).
 
+# Run on every kernel of the matrix even when time is short (MAIN_ONLY=1).
+MAIN_TESTS="drop_icmp_netfilter drop_udp_closed_port drop_attach_tracepoint drop_attach_fentry drop_attach_kprobe multi_protocol_icmp_netfilter multi_protocol_vlan"
+
 # The reason the running kernel reports for a drop, or N/A where it has none.
 reason_or_na() {
     if grep -q 'field:.* reason;' "$(tracefs)/events/skb/kfree_skb/format" 2>/dev/null; then echo "$1"; else echo "N/A"; fi
