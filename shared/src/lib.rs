@@ -15,6 +15,7 @@ pub mod fmt;
 pub mod folded;
 pub mod hist;
 pub mod hooks;
+pub mod kfree_skb;
 pub mod ksyms;
 pub mod netdev;
 pub mod output;

@@ -15,7 +15,7 @@ use shared::bpf;
 use shared::cli::{CommonArgs, LogFileArg, PacketFilterArgs, Protocol};
 use shared::events::Drain;
 use shared::filter::RawPktFilter;
-use shared::hooks::{Candidate, HookPoint, Kind, Need};
+use shared::kfree_skb::{self, HOOKS};
 use shared::ksyms::Kallsyms;
 use shared::output::Output;
 use shared::pkt::PktMeta;
@@ -29,38 +29,6 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/drop.skel.rs"));
 }
 use skel::DropSkelBuilder;
-
-/// The ways to reach a drop, best first.
-pub static HOOKS: &[HookPoint] = &[HookPoint {
-    name: "kfree_skb",
-    required: true,
-    candidates: &[
-        Candidate::new(Kind::TpBtf, "tp_btf_kfree_skb_reason", "kfree_skb")
-            .need(Need::ArgsAtLeast(3)),
-        Candidate::new(Kind::TpBtf, "tp_btf_kfree_skb", "kfree_skb")
-            .need(Need::ArgsBelow(3))
-            .loses("this kernel's tracepoint has no drop reason (Reason: N/A)"),
-        Candidate::new(Kind::Tracepoint, "tp_kfree_skb", "skb/kfree_skb"),
-        Candidate::new(
-            Kind::Fentry,
-            "fentry_sk_skb_reason_drop",
-            "sk_skb_reason_drop",
-        )
-        .loses("location taken from the kernel stack"),
-        Candidate::new(Kind::Fentry, "fentry_kfree_skb_reason", "kfree_skb_reason")
-            .loses("location taken from the kernel stack"),
-        Candidate::new(Kind::Fentry, "fentry_kfree_skb", "kfree_skb")
-            .loses("no drop reason; also sees normal frees"),
-        Candidate::new(
-            Kind::Kprobe,
-            "kprobe_sk_skb_reason_drop",
-            "sk_skb_reason_drop",
-        ),
-        Candidate::new(Kind::Kprobe, "kprobe_kfree_skb_reason", "kfree_skb_reason"),
-        Candidate::new(Kind::Kprobe, "kprobe_kfree_skb", "kfree_skb")
-            .loses("no drop reason; also sees normal frees"),
-    ],
-}];
 
 /// Mirror of `struct drop_event` (src/bpf/drop.bpf.c).
 #[repr(C)]
@@ -156,17 +124,7 @@ impl State {
         let location = if e.location != 0 {
             self.ksyms.format(e.location)
         } else {
-            // fentry: the first frame that is not BPF glue or the traced free function.
-            kstack
-                .iter()
-                .find(|s| {
-                    let f = s.split('+').next().unwrap_or("");
-                    !f.starts_with("bpf_")
-                        && !f.contains("kfree_skb")
-                        && !f.contains("skb_reason_drop")
-                })
-                .cloned()
-                .unwrap_or_default()
+            kfree_skb::location_from_stack(&kstack)
         };
         if self.is_normal_release(&e, &kstack, &location) {
             self.hidden += 1;
