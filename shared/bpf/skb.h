@@ -59,7 +59,8 @@ struct pkt_meta {
 	__u32 len;
 	__u32 data_len;
 	char ifname[16];
-	__u8 l2_payload[32]; /* first bytes after L2 for other ethertypes / ARP */
+	__u8 l2_payload[32]; /* first bytes after L2 (ARP, other ethertypes); with
+	                      * l2 parsing and no MAC header yet: from network_header */
 };
 _Static_assert(sizeof(struct pkt_meta) == 140, "pkt_meta layout changed: update pkt.rs");
 
@@ -164,6 +165,9 @@ static __always_inline bool parse_skb(struct sk_buff *skb, struct pkt_meta *m, b
 	}
 	if (!net || net == (__u16)~0U)
 		return m->has_mac;
+	/* e.g. ARP dropped on output before the device set the MAC header */
+	if (l2 && !m->has_mac)
+		bpf_probe_read_kernel(m->l2_payload, sizeof(m->l2_payload), head + net);
 
 	if (m->l3_proto == ETH_P_IP) {
 		struct iphdr ip;

@@ -202,6 +202,90 @@ pub fn parse_ifname(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// The well-known EtherTypes by the names `--type` accepts.
+pub const ETHERTYPE_NAMES: &[(&str, u16)] = &[
+    ("arp", 0x0806),
+    ("rarp", 0x8035),
+    ("ipv4", 0x0800),
+    ("ipv6", 0x86DD),
+    ("lldp", 0x88CC),
+    ("flow_control", 0x8808),
+];
+
+/// An EtherType filter (`--type`): every frame, one EtherType, or "other" (none
+/// of the well-known ones in [`ETHERTYPE_NAMES`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum EtherTypeFilter {
+    #[default]
+    All,
+    Other,
+    Is(u16),
+}
+
+impl EtherTypeFilter {
+    /// The value the originals showed: 0 for all, 0xffff for other.
+    pub fn value(self) -> u16 {
+        match self {
+            EtherTypeFilter::All => 0,
+            EtherTypeFilter::Other => 0xffff,
+            EtherTypeFilter::Is(t) => t,
+        }
+    }
+
+    /// `all`, `other`, a well-known name, or `0x....`.
+    pub fn name(self) -> String {
+        match self {
+            EtherTypeFilter::All => "all".into(),
+            EtherTypeFilter::Other => "other".into(),
+            EtherTypeFilter::Is(t) => ethertype_name(t)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("0x{t:04x}")),
+        }
+    }
+}
+
+/// The `--type` name of a well-known EtherType.
+pub fn ethertype_name(t: u16) -> Option<&'static str> {
+    ETHERTYPE_NAMES
+        .iter()
+        .find(|(_, v)| *v == t)
+        .map(|(n, _)| *n)
+}
+
+/// `arp|rarp|ipv4|ipv6|lldp|flow_control|other|all` or `0xXXXX` (0x0001-0xffff).
+pub fn parse_ethertype(s: &str) -> Result<EtherTypeFilter, String> {
+    let s = s.trim().to_ascii_lowercase();
+    match s.as_str() {
+        "all" => return Ok(EtherTypeFilter::All),
+        "other" => return Ok(EtherTypeFilter::Other),
+        _ => {}
+    }
+    if let Some(t) = ETHERTYPE_NAMES.iter().find(|(n, _)| *n == s) {
+        return Ok(EtherTypeFilter::Is(t.1));
+    }
+    let names = "arp, rarp, ipv4, ipv6, lldp, flow_control, other, all or 0xXXXX";
+    let Some(hex) = s.strip_prefix("0x") else {
+        return Err(format!("unknown EtherType (use {names})"));
+    };
+    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("not a hexadecimal EtherType (0x0001-0xffff)".into());
+    }
+    // Leading zeros are fine; "" (all zeros) and overflows are out of range.
+    match u32::from_str_radix(hex.trim_start_matches('0'), 16) {
+        Ok(v) if (1..=0xffff).contains(&v) => Ok(EtherTypeFilter::Is(v as u16)),
+        _ => Err("EtherType must be 0x0001-0xffff".into()),
+    }
+}
+
+/// An 802.1Q VLAN id, 1-4094.
+pub fn parse_vlan_id(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if (1..=4094).contains(&n) => Ok(n as u16),
+        Ok(_) => Err("VLAN ids are 1-4094".into()),
+        Err(_) => Err("not a VLAN id (1-4094)".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +326,38 @@ mod tests {
         assert!(parse_ifname("").is_err());
         assert!(parse_ifname("a234567890123456").is_err());
         assert!(parse_ifname("a/b").is_err());
+    }
+
+    #[test]
+    fn ethertypes() {
+        assert_eq!(parse_ethertype("all"), Ok(EtherTypeFilter::All));
+        assert_eq!(parse_ethertype("other"), Ok(EtherTypeFilter::Other));
+        assert_eq!(parse_ethertype("arp"), Ok(EtherTypeFilter::Is(0x0806)));
+        assert_eq!(parse_ethertype("IPv6"), Ok(EtherTypeFilter::Is(0x86dd)));
+        assert_eq!(
+            parse_ethertype("flow_control"),
+            Ok(EtherTypeFilter::Is(0x8808))
+        );
+        assert_eq!(parse_ethertype("0x88cc"), Ok(EtherTypeFilter::Is(0x88cc)));
+        assert_eq!(parse_ethertype("0XFFFF"), Ok(EtherTypeFilter::Is(0xffff)));
+        assert_eq!(parse_ethertype("0x0001"), Ok(EtherTypeFilter::Is(1)));
+        for bad in [
+            "foo", "0xZZ", "0x", "0x10000", "0x0", "0x0000", "2054", "-1", "",
+        ] {
+            assert!(parse_ethertype(bad).is_err(), "{bad}");
+        }
+        assert_eq!(EtherTypeFilter::Is(0x88cc).name(), "lldp");
+        assert_eq!(EtherTypeFilter::Is(0x1234).name(), "0x1234");
+        assert_eq!(EtherTypeFilter::Other.value(), 0xffff);
+    }
+
+    #[test]
+    fn vlan_ids() {
+        assert_eq!(parse_vlan_id("100"), Ok(100));
+        assert_eq!(parse_vlan_id("4094"), Ok(4094));
+        assert!(parse_vlan_id("0").is_err());
+        assert!(parse_vlan_id("4095").is_err());
+        assert!(parse_vlan_id("5000").is_err());
+        assert!(parse_vlan_id("x").is_err());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::cli::PacketFilterArgs;
+use crate::cli::{EtherTypeFilter, PacketFilterArgs};
 
 /// Mirror of `struct pkt_filter` (shared/bpf/skb.h).
 #[repr(C)]
@@ -68,6 +68,17 @@ impl RawPktFilter {
         f
     }
 
+    /// `--type`: match one inner (post-VLAN) EtherType, or only the "other" ones.
+    pub fn set_ethertype(&mut self, t: EtherTypeFilter) {
+        self.ethertype = 0;
+        self.ethertype_other = 0;
+        match t {
+            EtherTypeFilter::All => {}
+            EtherTypeFilter::Other => self.ethertype_other = 1,
+            EtherTypeFilter::Is(v) => self.ethertype = v,
+        }
+    }
+
     pub fn set_ifname(&mut self, name: &str) {
         self.ifname = [0; 16];
         let n = name.len().min(15);
@@ -108,6 +119,17 @@ mod tests {
     fn empty_filter_matches_all() {
         let f = RawPktFilter::from_args(&PacketFilterArgs::default());
         assert_eq!(f, RawPktFilter::default());
+    }
+
+    #[test]
+    fn ethertype_filter() {
+        let mut f = RawPktFilter::default();
+        f.set_ethertype(EtherTypeFilter::Is(0x0806));
+        assert_eq!((f.ethertype, f.ethertype_other), (0x0806, 0));
+        f.set_ethertype(EtherTypeFilter::Other);
+        assert_eq!((f.ethertype, f.ethertype_other), (0, 1));
+        f.set_ethertype(EtherTypeFilter::All);
+        assert_eq!((f.ethertype, f.ethertype_other), (0, 0));
     }
 
     #[test]

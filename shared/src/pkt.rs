@@ -76,6 +76,56 @@ impl PktMeta {
     }
 }
 
+/// An ARP/RARP header for Ethernet/IPv4 (RFC 826 layout), read from the bytes
+/// after the L2 header (`l2_payload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arp {
+    pub hrd: u16,
+    pub pro: u16,
+    pub hln: u8,
+    pub pln: u8,
+    pub op: u16,
+    pub sha: [u8; 6],
+    pub sip: Ipv4Addr,
+    pub tha: [u8; 6],
+    pub tip: Ipv4Addr,
+}
+
+impl Arp {
+    /// `Request`/`Reply` (ARP 1/2, RARP 3/4), else `Unknown(n)`.
+    pub fn op_name(&self, rarp: bool) -> String {
+        match (rarp, self.op) {
+            (false, 1) | (true, 3) => "Request".into(),
+            (false, 2) | (true, 4) => "Reply".into(),
+            (_, n) => format!("Unknown({n})"),
+        }
+    }
+}
+
+impl PktMeta {
+    /// The ARP/RARP header of an ARP (0x0806) or RARP (0x8035) frame, if it was read.
+    pub fn arp(&self) -> Option<Arp> {
+        if self.l3_proto != 0x0806 && self.l3_proto != 0x8035 {
+            return None;
+        }
+        let b = &self.l2_payload;
+        let be = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+        let a = Arp {
+            hrd: be(0),
+            pro: be(2),
+            hln: b[4],
+            pln: b[5],
+            op: be(6),
+            sha: b[8..14].try_into().unwrap(),
+            sip: Ipv4Addr::new(b[14], b[15], b[16], b[17]),
+            tha: b[18..24].try_into().unwrap(),
+            tip: Ipv4Addr::new(b[24], b[25], b[26], b[27]),
+        };
+        // All zero: the header was not readable.
+        (a.hrd != 0 || a.pro != 0 || a.op != 0).then_some(a)
+    }
+}
+
 pub fn ip_of(family: u8, b: &[u8; 16]) -> Option<IpAddr> {
     match family {
         4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
@@ -91,5 +141,35 @@ pub fn proto_name(p: u8) -> String {
         17 => "UDP".into(),
         58 => "ICMPv6".into(),
         n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_request_is_decoded() {
+        let mut m = PktMeta {
+            l3_proto: 0x0806,
+            ..Default::default()
+        };
+        let hdr: [u8; 28] = [
+            0, 1, 8, 0, 6, 4, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 10, 99, 0, 1, 0, 0, 0, 0,
+            0, 0, 10, 99, 0, 2,
+        ];
+        m.l2_payload[..28].copy_from_slice(&hdr);
+        let a = m.arp().unwrap();
+        assert_eq!((a.hrd, a.pro, a.hln, a.pln, a.op), (1, 0x0800, 6, 4, 1));
+        assert_eq!(a.sha, [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
+        assert_eq!(a.sip, Ipv4Addr::new(10, 99, 0, 1));
+        assert_eq!(a.tip, Ipv4Addr::new(10, 99, 0, 2));
+        assert_eq!(a.op_name(false), "Request");
+        assert_eq!(a.op_name(true), "Unknown(1)");
+        m.l3_proto = 0x0800;
+        assert!(m.arp().is_none());
+        m.l3_proto = 0x8035;
+        m.l2_payload = [0; 32];
+        assert!(m.arp().is_none());
     }
 }
