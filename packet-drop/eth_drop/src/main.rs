@@ -1,0 +1,3 @@
+fn main() {
+    eth_drop::run();
+}
