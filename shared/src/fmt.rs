@@ -33,6 +33,43 @@ pub fn human_count(n: u64) -> String {
     }
 }
 
+/// A float as Python prints `round(x, 2)`: two decimals at most, trailing
+/// zeros dropped, at least one decimal ("98.0", "1.02", "12.5").
+pub fn py_round2(x: f64) -> String {
+    let mut s = format!("{:.2}", x);
+    if s == "-0.00" {
+        s = "0.00".into();
+    }
+    while s.ends_with('0') && !s.ends_with(".0") {
+        s.pop();
+    }
+    s
+}
+
+/// iface_netstat / netqtop counts (Python `to_str` of an int): above
+/// 1,000,000 in units of 1048576 with `M`, above 1000 in units of 1024 with
+/// `K` (the original's 1000-vs-1024 mix, kept for drop-in output), else as is.
+pub fn netqtop_int(n: u64) -> String {
+    if n > 1_000_000 {
+        format!("{}M", py_round2(n as f64 / 1_048_576.0))
+    } else if n > 1000 {
+        format!("{}K", py_round2(n as f64 / 1024.0))
+    } else {
+        n.to_string()
+    }
+}
+
+/// The same for a float (averages, rates): `98.0`, `1.02K`, `2.5M`.
+pub fn netqtop_float(x: f64) -> String {
+    if x > 1_000_000.0 {
+        format!("{}M", py_round2(x / 1_048_576.0))
+    } else if x > 1000.0 {
+        format!("{}K", py_round2(x / 1024.0))
+    } else {
+        py_round2(x)
+    }
+}
+
 /// Render rows as a left-aligned table with a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -74,6 +111,23 @@ mod tests {
         assert_eq!(human_count(1234), "1.2K");
         assert_eq!(human_count(5_600_000), "5.6M");
         assert_eq!(hex_bytes(&[1, 0xab]), "01 ab");
+    }
+
+    #[test]
+    fn netqtop_numbers() {
+        assert_eq!(py_round2(98.0), "98.0");
+        assert_eq!(py_round2(0.0), "0.0");
+        assert_eq!(py_round2(1.0176), "1.02");
+        assert_eq!(py_round2(12.5), "12.5");
+        assert_eq!(netqtop_int(0), "0");
+        assert_eq!(netqtop_int(1000), "1000");
+        assert_eq!(netqtop_int(1342), "1.31K");
+        assert_eq!(netqtop_int(2048), "2.0K");
+        assert_eq!(netqtop_int(1_000_001), "0.95M");
+        assert_eq!(netqtop_float(1042.0), "1.02K");
+        assert_eq!(netqtop_float(100.0), "100.0");
+        assert_eq!(netqtop_float(70.8666), "70.87");
+        assert_eq!(netqtop_float(367_168_225.28), "350.16M");
     }
 
     #[test]

@@ -48,6 +48,13 @@ impl Clock {
         self.wall(ktime_ns).format("%H:%M:%S").to_string()
     }
 
+    /// C `asctime` style: `Fri Jan  2 03:04:05 2026` (netqtop headers).
+    pub fn asctime(&self, ktime_ns: u64) -> String {
+        self.wall(ktime_ns)
+            .format("%a %b %e %H:%M:%S %Y")
+            .to_string()
+    }
+
     /// RFC 3339 with microseconds, for JSON `time`.
     pub fn rfc3339(&self, ktime_ns: u64) -> String {
         self.wall(ktime_ns)
@@ -78,5 +85,7 @@ mod tests {
         let w = c.wall(mono);
         let diff = (Local::now() - w).num_milliseconds().abs();
         assert!(diff < 1000, "diff {diff} ms");
+        let a = c.asctime(mono);
+        assert_eq!(a.len(), 24, "{a}");
     }
 }
