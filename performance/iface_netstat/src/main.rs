@@ -1,0 +1,3 @@
+fn main() {
+    iface_netstat::run();
+}
