@@ -190,6 +190,12 @@ impl Symbolizer {
         frames
     }
 
+    /// Resolve many kernel addresses in one pass over kallsyms (call with
+    /// every address of a report before `kernel()`: each pass costs ~50 ms).
+    pub fn prefetch_kernel(&mut self, addrs: &[u64]) {
+        self.ksyms.prefetch(addrs);
+    }
+
     /// Kernel frames, leaf first, without BPF's own frames at the top.
     pub fn kernel(&mut self, addrs: &[u64]) -> Vec<Frame> {
         let kept = self.ksyms.format_stack(addrs).len();
