@@ -1,0 +1,3 @@
+fn main() {
+    offcputime_ts::run();
+}
