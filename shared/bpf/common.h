@@ -27,6 +27,12 @@
  * kernel has no BPF ring buffer; the verifier then drops the dead branch. */
 const volatile bool use_perfbuf = false;
 
+/* Set by tools that drain the ring buffer on a timer (Drain::flush every tick):
+ * no reader wake-up per event. A reader woken for every event perturbs the
+ * scheduling that sched tools measure (each wake-up preempts the traced task,
+ * which makes another event). */
+const volatile bool events_no_wakeup = false;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, EVENTS_RINGBUF_BYTES);
@@ -78,7 +84,7 @@ static __always_inline void event_submit(void *ctx, void *e, __u32 size)
 		if (bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, e, size))
 			count_lost_event();
 	} else {
-		bpf_ringbuf_submit(e, 0);
+		bpf_ringbuf_submit(e, events_no_wakeup ? BPF_RB_NO_WAKEUP : 0);
 	}
 }
 
