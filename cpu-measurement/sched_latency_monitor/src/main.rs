@@ -1,0 +1,3 @@
+fn main() {
+    sched_latency_monitor::run();
+}
