@@ -32,6 +32,7 @@ pub mod symbolize;
 pub mod time;
 pub mod uprobe;
 pub mod usyms;
+pub mod vmhost;
 
 /// Exit status of a runtime failure (not root, no BTF, load/attach error).
 pub const EXIT_RUNTIME: i32 = 1;
