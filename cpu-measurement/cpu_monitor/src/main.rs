@@ -1,0 +1,3 @@
+fn main() {
+    cpu_monitor::run();
+}
