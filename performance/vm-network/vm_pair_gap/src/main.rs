@@ -1,0 +1,3 @@
+fn main() {
+    vm_pair_gap::run(vm_pair_gap::Variant::VmPairGap);
+}
