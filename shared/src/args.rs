@@ -3,6 +3,9 @@
 
 use crate::cli::usage_error;
 
+/// Upper bound (exclusive) of a CPU number on the command line.
+const MAX_CPU: u32 = 65536;
+
 /// A CPU list `N`, `A-B` (inclusive), comma separated: strict (no empty
 /// items, A <= B, no duplicates removed silently: they are merged), sorted.
 /// Range against the machine is checked by `check_cpus`.
@@ -21,7 +24,12 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>, String> {
             if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!("'{item}' is not a CPU number or range A-B"));
             }
-            x.parse::<u32>().map_err(|_| format!("'{x}' is too large"))
+            // Far above any CONFIG_NR_CPUS; also keeps a range from
+            // expanding into billions of entries.
+            match x.parse::<u32>() {
+                Ok(n) if n < MAX_CPU => Ok(n),
+                _ => Err(format!("'{x}' is too large for a CPU number")),
+            }
         };
         match item.split_once('-') {
             Some((a, b)) => {

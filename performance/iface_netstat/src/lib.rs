@@ -245,6 +245,8 @@ struct State {
     next: Instant,
     interval: Duration,
     reports: u64,
+    /// The interface no longer exists: stop with an error.
+    gone: bool,
     run_tx: SizeHist,
     run_rx: SizeHist,
 }
@@ -319,6 +321,9 @@ impl State {
             return;
         }
         self.report(obj, false);
+        if shared::netdev::ifindex(&self.iface).is_none() {
+            self.gone = true;
+        }
         // Keep the schedule; after a stall, restart it from now.
         self.next += self.interval;
         if self.next <= now {
@@ -381,6 +386,7 @@ pub fn run() {
         next: now + args.interval,
         interval: args.interval,
         reports: 0,
+        gone: false,
         run_tx: SizeHist::default(),
         run_rx: SizeHist::default(),
     });
@@ -400,16 +406,28 @@ pub fn run() {
         std::thread::sleep(t);
         Ok(())
     };
-    if let Err(e) = session.run(sleep, || state.borrow_mut().tick(obj)) {
+    let tick = || {
+        let mut st = state.borrow_mut();
+        st.tick(obj);
+        if st.gone {
+            session.request_stop();
+        }
+    };
+    if let Err(e) = session.run(sleep, tick) {
         shared::die(shared::EXIT_RUNTIME, e);
     }
     let mut st = state.borrow_mut();
-    st.report(obj, true);
+    if !st.gone {
+        st.report(obj, true);
+    }
     eprintln!(
         "Summary: {} reports; TX {} packets {} bytes, RX {} packets {} bytes",
         st.reports, st.run_tx.pkts, st.run_tx.bytes, st.run_rx.pkts, st.run_rx.bytes
     );
     session.verbose_footer();
+    if st.gone {
+        shared::die(shared::EXIT_RUNTIME, format!("interface {name} disappeared while it was traced"));
+    }
 }
 
 #[cfg(test)]
