@@ -146,7 +146,7 @@ test_cpu_monitor_bad_input() {
         expect_exit 2 cpu_monitor -c "$a"
     done
     expect_exit 2 cpu_monitor -c 999
-    grep -q "invalid CPU number 999, system CPU range: 0-$(LAST_CPU)" <<<"$LAST_ERROR" || fail "$LAST_ERROR"
+    grep -qE "invalid CPU number 999, system CPU range: 0-[0-9]+$" <<<"$LAST_ERROR" || fail "$LAST_ERROR"
     for a in "-i 0" "-i 1.5" "-i x" "-t -1" "-t 101" "-t 50.5" "--top 0" "--no-such-flag"; do
         # shellcheck disable=SC2086
         expect_exit 2 cpu_monitor -c 0 $a
