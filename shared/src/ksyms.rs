@@ -126,6 +126,71 @@ impl Kallsyms {
     }
 }
 
+/// Text symbols of /proc/kallsyms as (address, name, module), addresses > 0.
+fn text_symbols() -> Vec<(u64, String, Option<String>)> {
+    let Ok(text) = fs::read_to_string("/proc/kallsyms") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (a, t, n) = (it.next()?, it.next()?, it.next()?);
+            if !matches!(t, "t" | "T") {
+                return None;
+            }
+            let a = u64::from_str_radix(a, 16).ok().filter(|&a| a != 0)?;
+            let m = it
+                .next()
+                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
+            Some((a, n.to_string(), m))
+        })
+        .collect()
+}
+
+/// The smallest text address above `start` (the end of the symbol at `start`).
+fn next_after(sorted: &[u64], start: u64) -> u64 {
+    let i = sorted.partition_point(|&a| a <= start);
+    sorted.get(i).copied().unwrap_or(start + 0x1000)
+}
+
+/// Address ranges [start, end) of kernel function `name` and of its
+/// compiler-split parts (`name.cold`, `name.isra.0`, ...), each up to the next
+/// text symbol. Empty when kallsyms hides addresses or has no such function.
+/// For checking in BPF whether a location (e.g. a kfree_skb caller) lies in it.
+pub fn function_ranges(name: &str) -> Vec<(u64, u64)> {
+    let syms = text_symbols();
+    let mut addrs: Vec<u64> = syms.iter().map(|s| s.0).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    let prefix = format!("{name}.");
+    let mut out: Vec<(u64, u64)> = syms
+        .iter()
+        .filter(|(_, n, _)| n == name || n.starts_with(&prefix))
+        .map(|(a, _, _)| (*a, next_after(&addrs, *a)))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// [lowest, end of highest) text address of kernel module `module`'s
+/// functions (a superset check; confirm single addresses with
+/// [`Kallsyms::resolve`]). None when the module has no visible symbols.
+pub fn module_text_range(module: &str) -> Option<(u64, u64)> {
+    let syms = text_symbols();
+    let mut addrs: Vec<u64> = syms.iter().map(|s| s.0).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    let mine: Vec<u64> = syms
+        .iter()
+        .filter(|(_, _, m)| m.as_deref() == Some(module))
+        .map(|s| s.0)
+        .collect();
+    let lo = *mine.iter().min()?;
+    let hi = *mine.iter().max()?;
+    Some((lo, next_after(&addrs, hi)))
+}
+
 fn is_bpf_glue(frame: &str) -> bool {
     frame.ends_with(" [bpf]")
         || frame.starts_with("bpf_prog_")

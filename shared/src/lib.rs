@@ -19,6 +19,7 @@ pub mod kfree_skb;
 pub mod ksyms;
 pub mod netdev;
 pub mod output;
+pub mod ovs;
 pub mod percpu;
 pub mod perf;
 pub mod pkt;
