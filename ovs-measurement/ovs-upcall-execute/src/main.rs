@@ -1,0 +1,3 @@
+fn main() {
+    ovs_upcall_execute::run();
+}
