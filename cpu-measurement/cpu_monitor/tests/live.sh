@@ -36,7 +36,7 @@ test_cpu_monitor_spinner() {
     build_spin
     local cpu
     cpu=$(LAST_CPU)
-    start_spin S "$cpu" -s 20
+    start_spin S "$cpu" -s 120
     local r0 w0 r1 w1
     tool_start cpu_monitor -c "$cpu" -i 2 --json -t 50 --perf-output "$T/pd" --duration 4.2
     r0=$(run_ns "$S_PID") w0=$(date +%s%N)

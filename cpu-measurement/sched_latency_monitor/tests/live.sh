@@ -62,12 +62,18 @@ test_sched_latency_monitor_contention() {
     hog_avg=$(field hog avg_delay_ms | mean)
     hog_max=$(field hog max_delay_ms | mean)
     note "latprobe avg delay: idle $idle_avg ms, with 2 hogs $busy_avg ms; hogs: avg $hog_avg ms, max $hog_max ms"
-    awk -v i="$idle_avg" 'BEGIN {exit !(i < 0.5)}' || fail "idle latprobe waits $idle_avg ms on average (want near 0)"
-    awk -v h="$hog_avg" -v m="$hog_max" 'BEGIN {exit !(h > 0.1 && m >= 1)}' || { show "$T/slm.json"; fail "hogs: avg $hog_avg max $hog_max ms"; }
-    # The mostly sleeping latprobe stays near zero next to the hogs (EEVDF
-    # favours the waking task: its delay grows only a few times over idle).
-    awk -v b="$busy_avg" -v h="$hog_avg" 'BEGIN {exit !(b < 0.5 && b * 3 < h)}' || fail "latprobe avg $busy_avg ms vs hogs $hog_avg ms"
-    awk -v i="$idle_avg" -v b="$busy_avg" 'BEGIN {exit !(b > i)}' || fail "contended latprobe avg $busy_avg ms not above idle $idle_avg ms"
+    # Three always-runnable threads on one CPU: the hogs wait while the others run.
+    awk -v h="$hog_avg" -v m="$hog_max" 'BEGIN {exit !(h > 0.5 && m >= 1)}' || { show "$T/slm.json"; fail "hogs: avg $hog_avg max $hog_max ms"; }
+    # A hog never sleeps: its run time plus its waits fill the window
+    # (2 hogs x 1 s; a wait is counted in the window where it ends).
+    local w
+    for w in $(jq -r '.tasks[] | select(.task == "hog") | .runtime_ms + .switches * .avg_delay_ms' "$T/slm.json"); do
+        awk -v w="$w" 'BEGIN {exit !(w >= 1600 && w <= 2400)}' || { show "$T/slm.json"; fail "hogs: run + wait = $w ms in a 1 s window, want ~2000"; }
+    done
+    # The mostly sleeping latprobe waits less than the hogs, idle or not (the
+    # host may be shared, so no absolute bound; on a quiet machine idle is ~0.02 ms).
+    awk -v i="$idle_avg" -v b="$busy_avg" -v h="$hog_avg" 'BEGIN {exit !(b < h && i < h)}' ||
+        fail "latprobe avg $busy_avg ms (idle $idle_avg ms) not below the hogs' $hog_avg ms"
     [[ $(field hog threads | head -1) -eq 2 ]] || fail "hog row does not merge 2 threads"
 }
 
