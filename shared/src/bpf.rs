@@ -168,18 +168,36 @@ pub fn attach<'o, S: Skel<'o>>(plan: &Plan, skel: &mut S) -> Vec<Link> {
     }
 }
 
+/// vmlinux functions to prove trampolines work on when the hook itself is in
+/// a module (its BTF id is not in vmlinux).
+const FENTRY_PROBE_FALLBACK: &[&str] = &["icmp_rcv", "ip_rcv", "tcp_v4_rcv", "netif_rx"];
+
 /// Can this kernel run fentry programs (BPF trampolines)? Loads and attaches a
-/// two-instruction program to `func` and removes it again.
+/// two-instruction program to `func` (or, for a module function, to a common
+/// vmlinux function) and removes it again.
 pub fn probe_fentry(btf: &KernelBtf, func: &str) -> Result<(), String> {
     let raw = btf.raw().ok_or("no kernel BTF")?;
-    let cname = CString::new(func).map_err(|e| e.to_string())?;
+    let find = |f: &str| -> i32 {
+        let Ok(c) = CString::new(f) else { return -1 };
+        // SAFETY: valid BTF pointer and NUL-terminated name.
+        unsafe {
+            libbpf_sys::btf__find_by_name_kind(
+                raw.as_libbpf_object().as_ptr(),
+                c.as_ptr(),
+                libbpf_sys::BTF_KIND_FUNC,
+            )
+        }
+    };
+    let mut id = find(func);
+    if id < 0 && btf.module_of_func(func).is_some() {
+        id = FENTRY_PROBE_FALLBACK
+            .iter()
+            .map(|f| find(f))
+            .find(|&i| i >= 0)
+            .unwrap_or(-1);
+    }
     // SAFETY: FFI calls with valid pointers; fds are wrapped to be closed.
     unsafe {
-        let id = libbpf_sys::btf__find_by_name_kind(
-            raw.as_libbpf_object().as_ptr(),
-            cname.as_ptr(),
-            libbpf_sys::BTF_KIND_FUNC,
-        );
         if id < 0 {
             return Err(format!("no function {func} in kernel BTF"));
         }

@@ -1,16 +1,93 @@
 //! Lookups in the running kernel's BTF: enum names (drop reasons, GSO bits),
 //! whether a BTF-typed tracepoint or a function exists, its parameters.
 //! Names the kernel defines are always read here, never compiled in.
+//! Functions and tracepoints of loaded modules (e.g. openvswitch) are found in
+//! their split BTF (`/sys/kernel/btf/<module>`), read on first need.
 
-use std::ffi::OsStr;
+use std::cell::OnceCell;
+use std::ffi::{CString, OsStr};
+use std::ptr::NonNull;
 
 use libbpf_rs::btf::types::{Enum, Enum64, Func, FuncProto, Typedef};
 use libbpf_rs::btf::{BtfKind, BtfType};
-use libbpf_rs::Btf;
+use libbpf_rs::{AsRawLibbpf, Btf};
 
 /// The running kernel's vmlinux BTF, if it has one.
 pub struct KernelBtf {
+    // Declared first: the modules' split BTF is freed before its base.
+    modules: OnceCell<Vec<ModuleBtf>>,
     btf: Option<Btf<'static>>,
+}
+
+/// Split BTF of one loaded module (types after vmlinux's).
+struct ModuleBtf {
+    name: String,
+    ptr: NonNull<libbpf_sys::btf>,
+}
+
+impl Drop for ModuleBtf {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from btf__parse_split and is freed once.
+        unsafe { libbpf_sys::btf__free(self.ptr.as_ptr()) }
+    }
+}
+
+impl ModuleBtf {
+    /// Type id of `name` of `kind`, if the module defines it.
+    fn find(&self, name: &str, kind: u32) -> Option<u32> {
+        let c = CString::new(name).ok()?;
+        // SAFETY: valid btf pointer and NUL-terminated name.
+        let id = unsafe { libbpf_sys::btf__find_by_name_kind(self.ptr.as_ptr(), c.as_ptr(), kind) };
+        (id > 0).then_some(id as u32)
+    }
+
+    fn ty(&self, id: u32) -> Option<libbpf_sys::btf_type> {
+        // SAFETY: valid btf pointer; libbpf returns NULL for a bad id.
+        let t = unsafe { libbpf_sys::btf__type_by_id(self.ptr.as_ptr(), id) };
+        // SAFETY: non-null pointers point at a btf_type inside the BTF data.
+        (!t.is_null()).then(|| unsafe { *t })
+    }
+
+    /// Argument count of the function prototype `id` refers to, following
+    /// pointer/typedef hops first.
+    fn proto_args(&self, mut id: u32) -> Option<usize> {
+        for _ in 0..4 {
+            let t = self.ty(id)?;
+            let kind = (t.info >> 24) & 0x1f;
+            if kind == libbpf_sys::BTF_KIND_FUNC_PROTO {
+                return Some((t.info & 0xffff) as usize);
+            }
+            // SAFETY: for FUNC/PTR/TYPEDEF the union holds the referenced type id.
+            id = unsafe { t.__bindgen_anon_1.type_ };
+        }
+        None
+    }
+}
+
+fn load_module_btfs(base: &Btf<'static>) -> Vec<ModuleBtf> {
+    let Ok(dir) = std::fs::read_dir("/sys/kernel/btf") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "vmlinux" {
+            continue;
+        }
+        let Ok(path) = CString::new(e.path().to_string_lossy().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: valid path and base; the split BTF is freed before its
+        // base (field order of KernelBtf). libbpf 1.x returns NULL on error.
+        let p = unsafe {
+            libbpf_sys::btf__parse_split(path.as_ptr(), base.as_libbpf_object().as_ptr())
+        };
+        if let Some(ptr) = NonNull::new(p) {
+            out.push(ModuleBtf { name, ptr });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 fn name_of(n: Option<&OsStr>) -> String {
@@ -21,6 +98,7 @@ fn name_of(n: Option<&OsStr>) -> String {
 impl KernelBtf {
     pub fn load() -> Self {
         KernelBtf {
+            modules: OnceCell::new(),
             btf: Btf::from_vmlinux().ok(),
         }
     }
@@ -53,7 +131,17 @@ impl KernelBtf {
     /// counting the hidden `void *__data`; None if the kernel has no such tracepoint.
     pub fn tp_btf_args(&self, tp: &str) -> Option<usize> {
         let btf = self.btf.as_ref()?;
-        let td = btf.type_by_name::<Typedef>(&format!("btf_trace_{tp}"))?;
+        let name = format!("btf_trace_{tp}");
+        let Some(td) = btf.type_by_name::<Typedef>(&name) else {
+            // A module's tracepoint (e.g. openvswitch's ovs_dp_upcall).
+            return self.modules().iter().find_map(|m| {
+                let id = m.find(&name, libbpf_sys::BTF_KIND_TYPEDEF)?;
+                let td = m.ty(id)?;
+                // SAFETY: a typedef's union holds the referenced type id.
+                let n = m.proto_args(unsafe { td.__bindgen_anon_1.type_ })?;
+                Some(n.saturating_sub(1))
+            });
+        };
         let ptr: BtfType = td.next_type()?;
         let proto = FuncProto::try_from(ptr.next_type()?).ok()?;
         Some(proto.len().saturating_sub(1))
@@ -67,8 +155,25 @@ impl KernelBtf {
         Some(proto.iter().map(|p| name_of(p.name)).collect())
     }
 
+    /// Whether vmlinux or a loaded module's BTF has function `func`
+    /// (fentry can attach to both).
     pub fn has_func(&self, func: &str) -> bool {
-        self.func_params(func).is_some()
+        self.func_params(func).is_some() || self.module_of_func(func).is_some()
+    }
+
+    /// The loaded module whose BTF defines function `func`.
+    pub fn module_of_func(&self, func: &str) -> Option<String> {
+        self.modules()
+            .iter()
+            .find(|m| m.find(func, libbpf_sys::BTF_KIND_FUNC).is_some())
+            .map(|m| m.name.clone())
+    }
+
+    fn modules(&self) -> &[ModuleBtf] {
+        match &self.btf {
+            Some(base) => self.modules.get_or_init(|| load_module_btfs(base)),
+            None => &[],
+        }
     }
 
     /// Whether a struct/union of this name exists.

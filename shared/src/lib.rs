@@ -29,6 +29,7 @@ pub mod runner;
 pub mod sched;
 pub mod sizehist;
 pub mod stacks;
+pub mod stages;
 pub mod symbolize;
 pub mod time;
 pub mod uprobe;
