@@ -6,7 +6,9 @@ use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use libbpf_rs::btf::types::DataSec;
-use libbpf_rs::skel::{OpenSkel, Skel};
+use std::mem::MaybeUninit;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{AsRawLibbpf, Btf, Link, MapType, OpenObject, PrintLevel};
 
 use crate::btf::KernelBtf;
@@ -144,6 +146,16 @@ fn find_var(btf: &Btf<'_>, section: &str, var: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// Open a skeleton (`XSkelBuilder::default()`) into `storage`; exit 1 on failure.
+pub fn open<'o, B: SkelBuilder<'o>>(
+    builder: B,
+    storage: &'o mut MaybeUninit<OpenObject>,
+) -> B::Output {
+    builder
+        .open(storage)
+        .unwrap_or_else(|e| die(EXIT_RUNTIME, format!("opening the BPF object: {e}")))
+}
+
 /// Load the object; on failure one line (the verifier log only with --verbose).
 pub fn load<'o, T: OpenSkel<'o>>(open: T) -> T::Output {
     match open.load() {
@@ -234,4 +246,37 @@ pub fn probe_fentry(btf: &KernelBtf, func: &str) -> Result<(), String> {
         drop(OwnedFd::from_raw_fd(link));
     }
     Ok(())
+}
+
+/// `attach` for the tools whose probes are each optional (the conntrack/OVS
+/// family): every hook that is not traced prints
+/// `WARN: cannot attach <hook>: <why>` on stderr; exit 1 when nothing at all
+/// attached. Returns the links and the names of the hooks that attached.
+pub fn attach_or_warn<'o, S: Skel<'o>>(
+    plan: &Plan,
+    skel: &mut S,
+) -> (Vec<Link>, Vec<&'static str>) {
+    match plan.attach_detailed(skel.object_mut()) {
+        Ok((links, missed)) => {
+            for (hook, why) in &missed {
+                eprintln!("WARN: cannot attach {hook}: {why}");
+            }
+            let attached = plan
+                .hooks
+                .iter()
+                .filter(|r| r.chosen.is_some() && !missed.iter().any(|(h, _)| *h == r.hook.name))
+                .map(|r| r.hook.name)
+                .collect();
+            let by_tool = plan.hooks.iter().any(|r| {
+                r.chosen
+                    .as_ref()
+                    .is_some_and(|(c, _)| c.kind.attached_by_tool())
+            });
+            if links.is_empty() && !by_tool {
+                die(EXIT_RUNTIME, "no probe could be attached (see --explain)");
+            }
+            (links, attached)
+        }
+        Err(e) => die(EXIT_RUNTIME, e),
+    }
 }

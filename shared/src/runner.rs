@@ -5,7 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use libbpf_rs::Object;
+
+use crate::bpf::Channel;
+use crate::events::Drain;
 use crate::time::Clock;
+use crate::{die, EXIT_RUNTIME};
 
 pub struct Session {
     pub clock: Clock,
@@ -72,6 +77,31 @@ impl Session {
             tick();
         }
         Ok(())
+    }
+
+    /// The usual end of a tool's start-up: open the event channel, announce
+    /// "Attached", hand every event to `on_event` and call `tick` after every
+    /// poll until Ctrl-C/SIGTERM/--duration, handle what is still queued, and
+    /// return the number of events lost on the way.
+    pub fn trace_events<F, T>(
+        &mut self,
+        obj: &Object,
+        channel: Channel,
+        attached: &str,
+        on_event: F,
+        tick: T,
+    ) -> u64
+    where
+        F: FnMut(&[u8]),
+        T: FnMut(),
+    {
+        let drain = Drain::open(obj, channel, on_event).unwrap_or_else(|e| die(EXIT_RUNTIME, e));
+        self.attached(attached);
+        if let Err(e) = self.run(|t| drain.poll(t), tick) {
+            die(EXIT_RUNTIME, e);
+        }
+        drain.flush();
+        drain.lost(obj)
     }
 
     /// Line for the final summary in --verbose mode.

@@ -7,13 +7,12 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel};
 use libbpf_rs::{MapCore, Object};
 use serde_json::json;
 
 use shared::bpf;
 use shared::cli::{CommonArgs, LogFileArg, PacketFilterArgs, Protocol};
-use shared::events::Drain;
 use shared::filter::RawPktFilter;
 use shared::kfree_skb::{self, HOOKS};
 use shared::ksyms::Kallsyms;
@@ -246,11 +245,7 @@ pub fn run(variant: Variant) {
     filter.ipv4_only = 1;
 
     let mut open_object = MaybeUninit::uninit();
-    let mut open = DropSkelBuilder::default()
-        .open(&mut open_object)
-        .unwrap_or_else(|e| {
-            shared::die(shared::EXIT_RUNTIME, format!("opening the BPF object: {e}"))
-        });
+    let mut open = bpf::open(DropSkelBuilder::default(), &mut open_object);
     let channel = bpf::prepare(open.open_object_mut(), &plan);
     let cfg = |o: &mut libbpf_rs::OpenObject, name: &str, b: &[u8]| {
         bpf::set_rodata(o, name, b).unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e))
@@ -311,14 +306,13 @@ pub fn run(variant: Variant) {
         hidden: 0,
     });
     let obj = skel.object();
-    let drain = Drain::open(obj, channel, |d| state.borrow_mut().on_event(obj, d))
-        .unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
-    session.attached(&plan.summary());
-    if let Err(e) = session.run(|t| drain.poll(t), || {}) {
-        shared::die(shared::EXIT_RUNTIME, e);
-    }
-    drain.flush();
-    let lost = drain.lost(obj);
+    let lost = session.trace_events(
+        obj,
+        channel,
+        &plan.summary(),
+        |d| state.borrow_mut().on_event(obj, d),
+        || {},
+    );
     let mut st = state.borrow_mut();
     let summary = format!(
         "Summary: {} drops reported, {} normal releases hidden, {} events lost",

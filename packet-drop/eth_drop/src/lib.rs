@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel};
 use libbpf_rs::{MapCore, Object};
 use serde_json::{json, Value};
 
@@ -17,7 +17,6 @@ use shared::cli::{
     parse_ethertype, parse_ifname, parse_ipv4, parse_port, parse_vlan_id, usage_error, CommonArgs,
     EtherTypeFilter, PacketFilterArgs, Protocol,
 };
-use shared::events::Drain;
 use shared::filter::RawPktFilter;
 use shared::fmt::{cstr, hex_bytes, mac};
 use shared::hooks::Kind;
@@ -521,11 +520,7 @@ pub fn run() {
         || (normal_filter && chosen.map(|c| c.kind == Kind::Fentry).unwrap_or(false));
 
     let mut open_object = MaybeUninit::uninit();
-    let mut open = EthDropSkelBuilder::default()
-        .open(&mut open_object)
-        .unwrap_or_else(|e| {
-            shared::die(shared::EXIT_RUNTIME, format!("opening the BPF object: {e}"))
-        });
+    let mut open = bpf::open(EthDropSkelBuilder::default(), &mut open_object);
     let channel = bpf::prepare(open.open_object_mut(), &plan);
     let cfg = |o: &mut libbpf_rs::OpenObject, name: &str, b: &[u8]| {
         bpf::set_rodata(o, name, b).unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e))
@@ -588,14 +583,13 @@ pub fn run() {
         hidden: 0,
     });
     let obj = skel.object();
-    let drain = Drain::open(obj, channel, |d| state.borrow_mut().on_event(obj, d))
-        .unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
-    session.attached(&plan.summary());
-    if let Err(e) = session.run(|t| drain.poll(t), || {}) {
-        shared::die(shared::EXIT_RUNTIME, e);
-    }
-    drain.flush();
-    let lost = drain.lost(obj);
+    let lost = session.trace_events(
+        obj,
+        channel,
+        &plan.summary(),
+        |d| state.borrow_mut().on_event(obj, d),
+        || {},
+    );
     let mut st = state.borrow_mut();
     st.out.banner("Stopping packet drop monitoring...");
     eprintln!(
