@@ -1,0 +1,66 @@
+# A "VM" without QEMU for the vm-network and virtio-network live tests (sourced
+# after testlib.sh): a tap device held open by scripts/lib/tapguest.c (the
+# guest: reads and writes frames on the tap fd, or serves it through
+# /dev/vhost-net with -V), bridged with a veth whose peer is in a network
+# namespace (the "remote" side / uplink):
+#
+#   netns $RNS [eth0 10.8.0.9] ~~ $PHY --[bridge $TBR]-- $TAP ~ tapguest (10.8.0.5, 02:00:00:00:00:05)
+#
+# tap_topo TAPNAME [TAPGUEST-OPTIONS...]: sets TAP PHY TBR RNS RMAC GUEST_PID.
+# guest_stop_reading / guest_resume_reading: SIGUSR1 / SIGUSR2 to the guest.
+GUEST_IP=10.8.0.5 GUEST_MAC=02:00:00:00:00:05 REMOTE_IP=10.8.0.9
+
+tapguest_build() {
+    [[ -x $T/tapguest ]] && return 0
+    need cmd:gcc
+    gcc -O2 -o "$T/tapguest" "$ROOT/scripts/lib/tapguest.c" 2>"$T/gcc.err" || { cat "$T/gcc.err"; fail "cannot build tapguest"; }
+}
+
+# guest_start TAPNAME [OPTIONS...]: start the guest (or restart it), wait for "ready".
+guest_start() {
+    local name=$1 i
+    shift
+    tapguest_build
+    "$T/tapguest" -i "$name" -a "$GUEST_IP" -m "$GUEST_MAC" -t 120 "$@" >"$T/guest.out" 2>"$T/guest.err" &
+    GUEST_PID=$!
+    defer "kill $GUEST_PID"
+    for ((i = 0; i < 100; i++)); do
+        grep -q '^ready' "$T/guest.out" 2>/dev/null && return 0
+        if ! kill -0 "$GUEST_PID" 2>/dev/null; then
+            wait "$GUEST_PID"
+            [[ $? -eq 77 ]] && skip "$(cat "$T/guest.err")"
+            cat "$T/guest.err"; fail "tapguest exited"
+        fi
+        sleep 0.1
+    done
+    fail "tapguest did not attach within 10 s"
+}
+
+tap_topo() {
+    local name=$1 id=$$$RANDOM
+    shift
+    id=${id: -5}
+    TAP=$name PHY=tph$id TBR=tbr$id RNS=trn$id
+    ip link del "$TAP" 2>/dev/null
+    guest_start "$TAP" "$@"
+    ip link add "$TBR" type bridge || fail "cannot create a bridge"
+    defer ip link del "$TBR"
+    ip netns add "$RNS" && defer ip netns del "$RNS"
+    ip link add "$PHY" type veth peer name eth0 netns "$RNS" || fail "cannot create veth"
+    defer ip link del "$PHY"
+    local d
+    for d in "$TBR" "$PHY" "$TAP"; do sysctl -qw "net.ipv6.conf.$d.disable_ipv6=1"; done
+    ip netns exec "$RNS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip link set "$PHY" master "$TBR"
+    ip link set "$TAP" master "$TBR"
+    ip link set "$TBR" up
+    ip link set "$PHY" up
+    ip link set "$TAP" up
+    ip -n "$RNS" addr add "$REMOTE_IP/24" dev eth0
+    ip -n "$RNS" link set lo up
+    ip -n "$RNS" link set eth0 up
+    RMAC=$(ip -n "$RNS" -br link show eth0 | awk '{print $3}')
+}
+
+guest_stop_reading() { kill -USR1 "$GUEST_PID"; sleep 0.1; }
+guest_resume_reading() { kill -USR2 "$GUEST_PID"; sleep 0.1; }
