@@ -439,14 +439,12 @@ pub fn run() {
         attach: args.attach,
         verbose: args.verbose,
     };
-    if !args.explain {
-        if profiling {
-            if let Err(e) = fs::create_dir_all(&perf_dir) {
-                shared::cli::usage_error(format!(
-                    "invalid value '{}' for '--perf-output': {e}",
-                    perf_dir.display()
-                ));
-            }
+    if !args.explain && profiling {
+        if let Err(e) = fs::create_dir_all(&perf_dir) {
+            shared::cli::usage_error(format!(
+                "invalid value '{}' for '--perf-output': {e}",
+                perf_dir.display()
+            ));
         }
     }
     let sink: Box<dyn Write> = match (&log_path, args.explain) {
@@ -581,6 +579,11 @@ pub fn run() {
     let by_duration = args
         .duration
         .is_some_and(|d| t0.elapsed() + Duration::from_millis(50) >= d);
+    // A cycle that ended while the previous one was still being written (slow
+    // symbolization) is reported before stopping at the end of --duration.
+    if by_duration && Instant::now() >= t0 + every * k.get() {
+        cycle(&cfg, &mut st, &mut out, &mut syms, maps, &clock);
+    }
     if !by_duration {
         out.log("Received interrupt, stopping monitor...");
     }

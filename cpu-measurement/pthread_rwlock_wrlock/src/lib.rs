@@ -99,7 +99,7 @@ pub fn run() {
     let mut out = Output::stdout(common.json);
     let mut session = Session::start(common.duration, common.verbose);
     let (_kernel, mut plan) = bpf::plan(&common, HOOKS);
-    plan.set_target("entry", format!("{}", target.describe()));
+    plan.set_target("entry", target.describe());
     plan.set_target("return", format!("{} (return)", target.describe()));
 
     let mut open_object = MaybeUninit::uninit();

@@ -44,8 +44,10 @@ test_sched_latency_monitor_contention() {
     need root cmd:jq cmd:taskset
     build_probe
     # Idle: latprobe alone on its CPU.
-    start_latprobe LP -s 4
+    start_latprobe LP -s 30
     slm -p "$LP" -t 1 -i 1 --duration 3
+    kill "$LP_PID"
+    wait "$LP_PID" 2>/dev/null
     local wins idle_avg
     wins=$(jq -s 'map(select(.partial | not)) | length' "$T/slm.json")
     [[ $wins -ge 2 && $wins -le 3 ]] || { show "$T/slm.json"; fail "$wins complete windows in 3 s"; }
@@ -55,7 +57,7 @@ test_sched_latency_monitor_contention() {
     done
     idle_avg=$(field "$LP" avg_delay_ms | mean)
     # Contended: two hogs on the same CPU (three runnable threads, one CPU).
-    start_latprobe LC -s 4 -H 2
+    start_latprobe LC -s 30 -H 2
     slm -p "$LP" -t 1 -i 1 --duration 3
     local busy_avg hog_avg hog_max
     busy_avg=$(field "$LP" avg_delay_ms | mean)
