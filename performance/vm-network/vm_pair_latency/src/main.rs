@@ -1,0 +1,3 @@
+fn main() {
+    vm_pair_latency::run(vm_pair_latency::Variant::Single);
+}
