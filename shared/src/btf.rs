@@ -48,8 +48,101 @@ impl ModuleBtf {
         (!t.is_null()).then(|| unsafe { *t })
     }
 
+    /// Members of the enum/enum64 type `id`.
+    fn enum_members(&self, id: u32) -> Option<Vec<(String, i64)>> {
+        // SAFETY: valid btf pointer; NULL for a bad id.
+        let t = unsafe { libbpf_sys::btf__type_by_id(self.ptr.as_ptr(), id).as_ref()? };
+        let kind = (t.info >> 24) & 0x1f;
+        let n = (t.info & 0xffff) as usize;
+        let name = |off: u32| -> String {
+            // SAFETY: libbpf returns a NUL-terminated string in the BTF, or NULL.
+            unsafe {
+                let p = libbpf_sys::btf__name_by_offset(self.ptr.as_ptr(), off);
+                if p.is_null() {
+                    String::new()
+                } else {
+                    std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+                }
+            }
+        };
+        // SAFETY: the members follow the type header, as the BTF format defines.
+        unsafe {
+            let after = (t as *const libbpf_sys::btf_type).add(1);
+            if kind == libbpf_sys::BTF_KIND_ENUM64 {
+                let m = std::slice::from_raw_parts(after as *const libbpf_sys::btf_enum64, n);
+                Some(
+                    m.iter()
+                        .map(|e| {
+                            let v = ((e.val_hi32 as u64) << 32) | e.val_lo32 as u64;
+                            (name(e.name_off), v as i64)
+                        })
+                        .collect(),
+                )
+            } else if kind == libbpf_sys::BTF_KIND_ENUM {
+                let m = std::slice::from_raw_parts(after as *const libbpf_sys::btf_enum, n);
+                Some(m.iter().map(|e| (name(e.name_off), e.val as i64)).collect())
+            } else {
+                None
+            }
+        }
+    }
+
+    /// Parameter names of function `func` in this module.
+    fn func_params(&self, func: &str) -> Option<Vec<String>> {
+        let id = self.find(func, libbpf_sys::BTF_KIND_FUNC)?;
+        // SAFETY: a FUNC's union holds its prototype's type id.
+        let proto_id = unsafe { self.ty(id)?.__bindgen_anon_1.type_ };
+        // SAFETY: valid btf pointer; NULL for a bad id.
+        let t = unsafe { libbpf_sys::btf__type_by_id(self.ptr.as_ptr(), proto_id).as_ref()? };
+        if (t.info >> 24) & 0x1f != libbpf_sys::BTF_KIND_FUNC_PROTO {
+            return None;
+        }
+        let n = (t.info & 0xffff) as usize;
+        // SAFETY: the parameters follow the prototype's header (BTF format).
+        let params = unsafe {
+            std::slice::from_raw_parts(
+                (t as *const libbpf_sys::btf_type).add(1) as *const libbpf_sys::btf_param,
+                n,
+            )
+        };
+        Some(
+            params
+                .iter()
+                .map(|p| {
+                    // SAFETY: libbpf returns a NUL-terminated string in the BTF, or NULL.
+                    unsafe {
+                        let c = libbpf_sys::btf__name_by_offset(self.ptr.as_ptr(), p.name_off);
+                        if c.is_null() {
+                            String::new()
+                        } else {
+                            std::ffi::CStr::from_ptr(c).to_string_lossy().into_owned()
+                        }
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The module's own enum that has a member `member`.
+    fn enum_with_member(&self, member: &str) -> Option<Vec<(String, i64)>> {
+        // SAFETY: valid btf pointers.
+        let (first, cnt) = unsafe {
+            let base = libbpf_sys::btf__base_btf(self.ptr.as_ptr());
+            let first = if base.is_null() {
+                1
+            } else {
+                libbpf_sys::btf__type_cnt(base)
+            };
+            (first, libbpf_sys::btf__type_cnt(self.ptr.as_ptr()))
+        };
+        (first..cnt).find_map(|id| {
+            let m = self.enum_members(id)?;
+            m.iter().any(|(n, _)| n == member).then_some(m)
+        })
+    }
+
     /// Argument count of the function prototype `id` refers to, following
-    /// pointer/typedef hops first.
+    /// `skip_ptrs` pointer/typedef hops first.
     fn proto_args(&self, mut id: u32) -> Option<usize> {
         for _ in 0..4 {
             let t = self.ty(id)?;
@@ -124,7 +217,36 @@ impl KernelBtf {
                     .collect(),
             );
         }
-        None
+        // An enum only a module uses (e.g. nf_conntrack's ip_conntrack_status).
+        self.modules().iter().find_map(|m| {
+            [libbpf_sys::BTF_KIND_ENUM, libbpf_sys::BTF_KIND_ENUM64]
+                .iter()
+                .find_map(|k| m.find(name, *k))
+                .and_then(|id| m.enum_members(id))
+        })
+    }
+
+    /// Members of the enum that has a member called `member`: for anonymous
+    /// enums such as `SKB_GSO_*` or `NETIF_F_*_BIT`. vmlinux, then modules.
+    pub fn enum_with_member(&self, member: &str) -> Option<Vec<(String, i64)>> {
+        let btf = self.btf.as_ref()?;
+        for e in btf.type_by_kind::<Enum>() {
+            if e.iter().any(|m| name_of(m.name) == member) {
+                return Some(e.iter().map(|m| (name_of(m.name), m.value)).collect());
+            }
+        }
+        for e in btf.type_by_kind::<Enum64>() {
+            if e.iter().any(|m| name_of(m.name) == member) {
+                return Some(
+                    e.iter()
+                        .map(|m| (name_of(m.name), m.value as i64))
+                        .collect(),
+                );
+            }
+        }
+        self.modules()
+            .iter()
+            .find_map(|m| m.enum_with_member(member))
     }
 
     /// Number of arguments of a BTF-typed tracepoint (`btf_trace_<tp>`), not
@@ -153,6 +275,13 @@ impl KernelBtf {
         let f = btf.type_by_name::<Func>(func)?;
         let proto = FuncProto::try_from(f.next_type()?).ok()?;
         Some(proto.iter().map(|p| name_of(p.name)).collect())
+    }
+
+    /// Parameter names of `func` from vmlinux or, for a module function, the
+    /// module's BTF; None when no BTF describes it.
+    pub fn func_params_any(&self, func: &str) -> Option<Vec<String>> {
+        self.func_params(func)
+            .or_else(|| self.modules().iter().find_map(|m| m.func_params(func)))
     }
 
     /// Whether vmlinux or a loaded module's BTF has function `func`

@@ -30,6 +30,10 @@ pub enum Kind {
     /// A BPF `perf_event` program on software perf events the tool opens
     /// itself (shared::perf); checked for the software PMU only.
     PerfEvent,
+    /// A BPF netfilter link (kernel >= 6.4): target `FAMILY:HOOK:PRIORITY`,
+    /// e.g. `ipv4:PRE_ROUTING:-201` (see shared::nflink). Attached in the
+    /// network namespace of the tool (and in more with `nflink::attach_in`).
+    Netfilter,
 }
 
 impl Kind {
@@ -42,6 +46,7 @@ impl Kind {
             Kind::RawTp => "raw_tp",
             Kind::Uprobe => "uprobe",
             Kind::PerfEvent => "perf_event",
+            Kind::Netfilter => "netfilter",
         }
     }
     /// The `--attach` mode that selects this kind; `None` for kinds that
@@ -53,7 +58,7 @@ impl Kind {
             Kind::Fentry => Some(AttachMode::Fentry),
             Kind::Kprobe => Some(AttachMode::Kprobe),
             Kind::RawTp => Some(AttachMode::RawTp),
-            Kind::Uprobe | Kind::PerfEvent => None,
+            Kind::Uprobe | Kind::PerfEvent | Kind::Netfilter => None,
         }
     }
     /// Attached by the tool itself (targets known only at run time).
@@ -70,6 +75,29 @@ pub enum Need {
     ArgsAtLeast(usize),
     /// tp_btf: the tracepoint has fewer than N arguments.
     ArgsBelow(usize),
+    /// Only when the named hook point (listed earlier) has no usable way:
+    /// a substitute that would duplicate a better hook's events.
+    Unless(&'static str),
+    /// fentry/kprobe: parameter N of the function is called NAME in the
+    /// kernel's BTF (vmlinux or module), so the program reads the right
+    /// argument on this kernel. A function BTF does not describe passes.
+    Param(usize, &'static str),
+    /// A file must exist (e.g. `/proc/sys/net/netfilter/nf_conntrack_max`:
+    /// conntrack is loaded).
+    Exists(&'static str),
+    /// Every condition of the list.
+    All(&'static [Need]),
+}
+
+impl Need {
+    /// The hook points this condition says must be untraced.
+    fn unless(&self) -> Vec<&'static str> {
+        match self {
+            Need::Unless(h) => vec![h],
+            Need::All(l) => l.iter().flat_map(|n| n.unless()).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// One way to reach a hook point: the program (by its name in the BPF object)
@@ -82,6 +110,9 @@ pub struct Candidate {
     pub need: Need,
     /// What this way gives up compared with the best one ("" when nothing).
     pub loses: &'static str,
+    /// More programs loaded and attached together with `prog`, to the same
+    /// target (e.g. the kprobe entry half of a kretprobe).
+    pub with: &'static [&'static str],
 }
 
 impl Candidate {
@@ -92,7 +123,12 @@ impl Candidate {
             target,
             need: Need::None,
             loses: "",
+            with: &[],
         }
+    }
+    pub const fn with(mut self, progs: &'static [&'static str]) -> Self {
+        self.with = progs;
+        self
     }
     pub const fn need(mut self, need: Need) -> Self {
         self.need = need;
@@ -177,7 +213,31 @@ impl Kernel {
         self.fentry.clone().unwrap()
     }
 
+    /// `Need::Param` conditions against the function's BTF prototype.
+    fn check_params(&self, c: &Candidate) -> Result<(), String> {
+        let mut wanted = Vec::new();
+        collect_params(&c.need, &mut wanted);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let Some(params) = self.btf.func_params_any(c.target) else {
+            return Ok(());
+        };
+        for (i, name) in wanted {
+            if params.get(i).map(String::as_str) != Some(name) {
+                return Err(format!(
+                    "{} has parameters ({}) here: argument {} is not {name}",
+                    c.target,
+                    params.join(", "),
+                    i + 1
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&mut self, c: &Candidate) -> Result<String, String> {
+        check_exists(&c.need)?;
         match c.kind {
             Kind::TpBtf => {
                 if !self.btf.available() {
@@ -187,15 +247,8 @@ impl Kernel {
                     .btf
                     .tp_btf_args(c.target)
                     .ok_or_else(|| format!("no tracepoint {} in kernel BTF", c.target))?;
-                match c.need {
-                    Need::ArgsAtLeast(k) if n < k => Err(format!(
-                        "tracepoint has {n} arguments, this program needs {k}"
-                    )),
-                    Need::ArgsBelow(k) if n >= k => Err(format!(
-                        "tracepoint has {n} arguments; a richer program is used"
-                    )),
-                    _ => Ok(c.target.to_string()),
-                }
+                check_args(&c.need, n)?;
+                Ok(c.target.to_string())
             }
             Kind::Tracepoint => {
                 let events = self.tracefs_events().ok_or("tracefs not available")?;
@@ -209,8 +262,15 @@ impl Kernel {
                     ))
                 }
             }
-            Kind::Fentry => self.fentry_usable(c.target).map(|_| c.target.to_string()),
-            Kind::Kprobe => self.kprobe_symbol(c.target),
+            Kind::Fentry => {
+                self.check_params(c)?;
+                self.fentry_usable(c.target).map(|_| c.target.to_string())
+            }
+            Kind::Kprobe => {
+                let sym = self.kprobe_symbol(c.target)?;
+                self.check_params(c)?;
+                Ok(sym)
+            }
             Kind::RawTp => {
                 if self.btf.tp_btf_args(c.target).is_some() {
                     return Ok(c.target.to_string());
@@ -242,7 +302,45 @@ impl Kernel {
                     Err("kernel has no software perf events".into())
                 }
             }
+            Kind::Netfilter => {
+                crate::nflink::NfTarget::parse(c.target)?;
+                if crate::nflink::supported() {
+                    Ok(c.target.to_string())
+                } else {
+                    Err("kernel has no BPF netfilter links (needs >= 6.4, CONFIG_NETFILTER_BPF_LINK)".into())
+                }
+            }
         }
+    }
+}
+
+fn check_exists(n: &Need) -> Result<(), String> {
+    match n {
+        Need::Exists(p) if !Path::new(p).exists() => Err(format!("{p} does not exist")),
+        Need::All(l) => l.iter().try_for_each(check_exists),
+        _ => Ok(()),
+    }
+}
+
+fn collect_params(n: &Need, out: &mut Vec<(usize, &'static str)>) {
+    match n {
+        Need::Param(i, name) => out.push((*i, name)),
+        Need::All(l) => l.iter().for_each(|x| collect_params(x, out)),
+        _ => {}
+    }
+}
+
+/// `Need::ArgsAtLeast/ArgsBelow` (also inside `Need::All`) for a tracepoint with `n` arguments.
+fn check_args(need: &Need, n: usize) -> Result<(), String> {
+    match *need {
+        Need::ArgsAtLeast(k) if n < k => Err(format!(
+            "tracepoint has {n} arguments, this program needs {k}"
+        )),
+        Need::ArgsBelow(k) if n >= k => Err(format!(
+            "tracepoint has {n} arguments; a richer program is used"
+        )),
+        Need::All(l) => l.iter().try_for_each(|x| check_args(x, n)),
+        _ => Ok(()),
     }
 }
 
@@ -276,6 +374,9 @@ fn find_text_symbol(func: &str) -> Option<String> {
     }
     clone
 }
+
+/// Optional hooks that are not traced: (hook, why).
+pub type Missed = Vec<(&'static str, String)>;
 
 /// The decision for one hook point.
 pub struct Resolved {
@@ -316,6 +417,15 @@ impl Plan {
                         .push((c, format!("not selected (--attach {})", mode_name(mode))));
                     continue;
                 }
+                let covered = c.need.unless().into_iter().find(|other| {
+                    out.iter()
+                        .any(|o: &Resolved| o.hook.name == *other && o.chosen.is_some())
+                });
+                if let Some(other) = covered {
+                    r.refused
+                        .push((c, format!("not needed: {other} is traced")));
+                    continue;
+                }
                 match kernel.check(c) {
                     Ok(t) if r.chosen.is_none() => r.chosen = Some((c, t)),
                     Ok(t) => r.refused.push((c, format!("usable ({t}) as a fallback"))),
@@ -333,6 +443,16 @@ impl Plan {
             .iter()
             .find(|r| r.hook.name == name)
             .and_then(|r| r.chosen.as_ref().map(|(c, _)| *c))
+    }
+
+    /// Do not use hook `name` after all (a tool option makes it pointless);
+    /// `--explain` and the warnings show `why`.
+    pub fn skip(&mut self, name: &str, why: &str) {
+        if let Some(r) = self.hooks.iter_mut().find(|r| r.hook.name == name) {
+            if let Some((c, _)) = r.chosen.take() {
+                r.refused.insert(0, (c, format!("skipped: {why}")));
+            }
+        }
     }
 
     /// Replace the shown target of hook `name` (e.g. a uprobe's resolved
@@ -416,7 +536,8 @@ impl Plan {
         let chosen: Vec<&str> = self
             .hooks
             .iter()
-            .filter_map(|r| r.chosen.as_ref().map(|(c, _)| c.prog))
+            .filter_map(|r| r.chosen.as_ref())
+            .flat_map(|(c, _)| std::iter::once(c.prog).chain(c.with.iter().copied()))
             .collect();
         for mut p in obj.progs_mut() {
             let name = p.name().to_string_lossy().into_owned();
@@ -427,8 +548,18 @@ impl Plan {
     /// Attach the chosen programs. A failing optional hook is a warning; a
     /// failing required hook is an error.
     pub fn attach(&self, obj: &mut Object) -> Result<(Vec<Link>, Vec<String>), String> {
+        let (links, missed) = self.attach_detailed(obj)?;
+        let warnings = missed
+            .into_iter()
+            .map(|(hook, why)| format!("{hook} not traced: {why}"))
+            .collect();
+        Ok((links, warnings))
+    }
+
+    /// `attach`, with each optional hook that is not traced as (hook, why).
+    pub fn attach_detailed(&self, obj: &mut Object) -> Result<(Vec<Link>, Missed), String> {
         let mut links = Vec::new();
-        let mut warnings = Vec::new();
+        let mut missed = Vec::new();
         for r in &self.hooks {
             if r.chosen
                 .as_ref()
@@ -437,27 +568,49 @@ impl Plan {
                 continue;
             }
             let Some((c, target)) = &r.chosen else {
-                if !r.hook.required {
-                    warnings.push(format!(
-                        "{} not traced: no usable hook on this kernel",
-                        r.hook.name
-                    ));
+                let skipped = r
+                    .refused
+                    .iter()
+                    .any(|(_, why)| why.starts_with("skipped: "));
+                if !r.hook.required && !skipped {
+                    let reasons: Vec<String> = r
+                        .refused
+                        .iter()
+                        .filter(|(c, _)| c.need.unless().is_empty())
+                        .map(|(c, e)| format!("{} {}: {e}", c.kind.name(), c.target))
+                        .collect();
+                    let why = if reasons.is_empty() {
+                        "no usable hook on this kernel".to_string()
+                    } else {
+                        format!("no usable hook on this kernel ({})", reasons.join("; "))
+                    };
+                    if !r
+                        .refused
+                        .iter()
+                        .any(|(c, _)| c.need.unless().iter().any(|o| self.chosen(o).is_some()))
+                    {
+                        missed.push((r.hook.name, why));
+                    }
                 }
                 continue;
             };
-            let prog = obj
-                .progs_mut()
-                .find(|p| p.name().to_string_lossy() == c.prog);
-            let Some(prog) = prog else {
-                return Err(format!("program {} missing from the BPF object", c.prog));
-            };
-            let res = match c.kind {
-                Kind::Kprobe => prog.attach_kprobe(false, target),
-                _ => prog.attach(),
-            };
-            match res {
-                Ok(l) => links.push(l),
-                Err(e) if r.hook.required => {
+            let mut failed = None;
+            for name in std::iter::once(c.prog).chain(c.with.iter().copied()) {
+                let prog = obj.progs_mut().find(|p| p.name().to_string_lossy() == name);
+                let Some(prog) = prog else {
+                    return Err(format!("program {name} missing from the BPF object"));
+                };
+                match attach_one(&prog, c.kind, target) {
+                    Ok(l) => links.extend(l),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => {}
+                Some(e) if r.hook.required => {
                     return Err(format!(
                         "attaching {} to {} {}: {e}",
                         r.hook.name,
@@ -465,16 +618,33 @@ impl Plan {
                         target
                     ))
                 }
-                Err(e) => warnings.push(format!(
-                    "{} not traced: attaching {} {} failed: {e}",
+                Some(e) => missed.push((
                     r.hook.name,
-                    c.kind.name(),
-                    target
+                    format!("attaching {} {} failed: {e}", c.kind.name(), target),
                 )),
             }
         }
-        Ok((links, warnings))
+        Ok((links, missed))
     }
+}
+
+/// Attach one program of a chosen candidate: kprobes to the resolved symbol
+/// (a `kretprobe` section as a return probe), netfilter links by target,
+/// everything else by its section.
+fn attach_one(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    kind: Kind,
+    target: &str,
+) -> Result<Vec<Link>, String> {
+    let res = match kind {
+        Kind::Kprobe => {
+            let ret = prog.section().to_string_lossy().starts_with("kretprobe");
+            prog.attach_kprobe(ret, target)
+        }
+        Kind::Netfilter => return crate::nflink::attach(prog, target),
+        _ => prog.attach(),
+    };
+    res.map(|l| vec![l]).map_err(|e| format!("{e:#}"))
 }
 
 fn mode_name(m: AttachMode) -> &'static str {

@@ -39,6 +39,26 @@ impl Output {
         }
     }
 
+    /// `--log-file` of the tools that print AND log (trace_ip_defrag): every
+    /// line goes to stdout and is appended to the file (flushed per line).
+    /// An unopenable file exits 2 naming the flag.
+    pub fn tee(json: bool, log_file: Option<&Path>) -> Self {
+        let Some(p) = log_file else {
+            return Self::stdout(json);
+        };
+        match OpenOptions::new().create(true).append(true).open(p) {
+            Ok(f) => Output {
+                sink: Box::new(Tee(io::stdout(), f)),
+                json,
+                to_file: true,
+            },
+            Err(e) => crate::cli::usage_error(format!(
+                "invalid value '{}' for '--log-file': {e}",
+                p.display()
+            )),
+        }
+    }
+
     pub fn json(&self) -> bool {
         self.json
     }
@@ -76,5 +96,20 @@ impl Output {
     pub fn raw(&mut self, s: &str) {
         let _ = writeln!(self.sink, "{s}");
         let _ = self.sink.flush();
+    }
+}
+
+/// Writes everything to both sinks.
+struct Tee<A: Write, B: Write>(A, B);
+
+impl<A: Write, B: Write> Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
     }
 }

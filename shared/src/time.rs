@@ -55,6 +55,25 @@ impl Clock {
             .to_string()
     }
 
+    /// `HH:MM:SS.mmm`
+    pub fn hms_ms(&self, ktime_ns: u64) -> String {
+        self.wall(ktime_ns).format("%H:%M:%S%.3f").to_string()
+    }
+
+    /// `YYYY-mm-dd HH:MM:SS.mmm`
+    pub fn datetime_ms(&self, ktime_ns: u64) -> String {
+        self.wall(ktime_ns)
+            .format("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string()
+    }
+
+    /// RFC 3339 with milliseconds (JSON `time` of the conntrack/OVS family).
+    pub fn rfc3339_ms(&self, ktime_ns: u64) -> String {
+        self.wall(ktime_ns)
+            .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+            .to_string()
+    }
+
     /// RFC 3339 with microseconds, for JSON `time`.
     pub fn rfc3339(&self, ktime_ns: u64) -> String {
         self.wall(ktime_ns)
