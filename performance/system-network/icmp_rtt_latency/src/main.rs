@@ -1,0 +1,3 @@
+fn main() {
+    icmp_rtt_latency::run();
+}
