@@ -1,7 +1,8 @@
 /* tapguest: plays a VM guest on a tap device for the live tests (no QEMU).
  * Opens /dev/net/tun (IFF_TAP|IFF_NO_PI) for IFNAME, prints "ready" once the
  * device exists, then reads frames: answers ARP requests for its IP and ICMP
- * echo requests to it; optionally sends UDP datagrams (-u). SIGUSR1 stops
+ * echo requests to it; with -u, SIGHUP starts a burst of UDP datagrams (the
+ * peer's MAC comes from -P or is learned by ARP). SIGUSR1 stops
  * reading (the tap's ptr_ring then fills and tun drops: FULL_RING), SIGUSR2
  * resumes. Ends after -t seconds (default 60) or on SIGTERM.
  *
@@ -33,7 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t reading = 1, stop;
+static volatile sig_atomic_t reading = 1, stop, go;
+static void on_hup(int s) { (void)s; go = 1; }
+static int have_peer;
 static void on_usr1(int s) { (void)s; reading = 0; }
 static void on_usr2(int s) { (void)s; reading = 1; }
 static void on_term(int s) { (void)s; stop = 1; }
@@ -74,6 +77,11 @@ static int reply(const unsigned char *f, int n, unsigned char *r)
 	if (n < 42)
 		return 0;
 	uint16_t et = f[12] << 8 | f[13];
+	if (et == 0x0806 && f[21] == 2 && !memcmp(f + 38, &my_ip, 4)) { /* ARP reply to us: the peer */
+		memcpy(peer_mac, f + 22, 6);
+		have_peer = 1;
+		return 0;
+	}
 	if (et == 0x0806 && f[21] == 1 && !memcmp(f + 38, &my_ip, 4)) { /* ARP request for us */
 		memcpy(r, f + 6, 6);
 		memcpy(r + 6, my_mac, 6);
@@ -127,9 +135,22 @@ static int udp_frame(unsigned char *b, uint32_t dst, uint16_t dport, uint16_t sp
 
 struct udp_job {
 	uint32_t dst;
-	int dport, sport, count, ms, sent;
+	int dport, sport, count, ms, sent, active;
 	double next;
 } job;
+
+static int arp_request(unsigned char *b, uint32_t dst)
+{
+	memset(b, 0, 42);
+	memset(b, 0xff, 6);
+	memcpy(b + 6, my_mac, 6);
+	b[12] = 0x08; b[13] = 0x06;
+	b[15] = 1; b[16] = 0x08; b[18] = 6; b[19] = 4; b[21] = 1;
+	memcpy(b + 22, my_mac, 6);
+	memcpy(b + 28, &my_ip, 4);
+	memcpy(b + 38, &dst, 4);
+	return 42;
+}
 
 /* ---- vhost-net mode ---- */
 
@@ -289,7 +310,7 @@ int main(int argc, char **argv)
 		case 'n': reading = 0; break;
 		case 't': life = atof(optarg); break;
 		case 'u': udp = optarg; break;
-		case 'P': if (parse_mac(optarg, peer_mac)) return 2; break;
+		case 'P': if (parse_mac(optarg, peer_mac)) return 2; have_peer = 1; break;
 		case 'V': use_vhost = 1; break;
 		default: return 2;
 		}
@@ -305,6 +326,7 @@ int main(int argc, char **argv)
 	signal(SIGUSR1, on_usr1);
 	signal(SIGUSR2, on_usr2);
 	signal(SIGTERM, on_term);
+	signal(SIGHUP, on_hup);
 	signal(SIGINT, on_term);
 	tap = open("/dev/net/tun", O_RDWR | O_NONBLOCK);
 	if (tap < 0) {
@@ -323,14 +345,25 @@ int main(int argc, char **argv)
 	printf("ready %s%s\n", ifr.ifr_name, use_vhost ? " vhost" : "");
 	fflush(stdout);
 	double end = now() + life;
-	job.next = now() + 0.2;
 	unsigned char f[BUFSZ], r[BUFSZ];
 	while (!stop && now() < end) {
-		if (udp && job.sent < job.count && now() >= job.next) {
-			int n = udp_frame(f, job.dst, job.dport, job.sport, 1000 + job.sent);
-			send_frame(f, n);
-			job.sent++;
-			job.next = now() + job.ms / 1000.0;
+		if (udp && go) {
+			go = 0;
+			job.active = 1;
+			job.sent = 0;
+			job.next = now();
+		}
+		if (job.active && job.sent < job.count && now() >= job.next) {
+			if (!have_peer) {
+				send_frame(f, arp_request(f, job.dst));
+				job.next = now() + 0.1;
+			} else {
+				static int id = 1000;
+				int n = udp_frame(f, job.dst, job.dport, job.sport, id++);
+				send_frame(f, n);
+				job.sent++;
+				job.next = now() + job.ms / 1000.0;
+			}
 		}
 		if (use_vhost) {
 			struct pollfd p = {rxq.call, POLLIN};
