@@ -31,6 +31,7 @@ pub mod reasons;
 pub mod runner;
 pub mod sched;
 pub mod sizehist;
+pub mod skbsnap;
 pub mod stacks;
 pub mod stages;
 pub mod symbolize;

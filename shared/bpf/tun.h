@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
+/* Used by tun_ring_monitor, tun-vhost, tun-abnormal-gso-type (skbsnap --tun-ring). */
 /* The tun/tap device's private state as the running kernel lays it out:
  * struct tun_struct sits at netdev_priv(dev) = dev + ALIGN(sizeof(struct
  * net_device), NETDEV_ALIGN); each queue is a struct tun_file whose ptr_ring
