@@ -11,7 +11,12 @@
  * between the tap and the rings (tun_recvmsg/tun_sendmsg), so the host sees
  * the real vhost path. RX buffers are reposted only while reading.
  *
- *   tapguest -i IF -a IP [-m MAC] [-n] [-t SECS] [-V] [-u DSTIP:DPORT:SPORT:COUNT:MS -P PEERMAC]
+ * -O opens the tap with IFF_VNET_HDR and TSO offloads (TUNSETOFFLOAD), like
+ * QEMU for a virtio-net guest with TSO: the host may hand it GSO skbs. -g N
+ * makes the -u burst TCP segments of N payload bytes sent as one GSO frame
+ * (virtio_net_hdr gso_type TCPV4, gso_size 1448), as a guest with TSO does.
+ *
+ *   tapguest -i IF -a IP [-m MAC] [-n] [-t SECS] [-V] [-O] [-g N] [-u DSTIP:DPORT:SPORT:COUNT:MS [-P PEERMAC]]
  * Build: gcc -O2 -o tapguest tapguest.c */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -44,6 +49,8 @@ static void on_term(int s) { (void)s; stop = 1; }
 static unsigned char my_mac[6] = {0x02, 0, 0, 0, 0, 0x05}, peer_mac[6];
 static uint32_t my_ip;
 static int tap = -1;
+static int vnet_hdr; /* plain mode with IFF_VNET_HDR: 10-byte header before each frame */
+static int gso_payload;
 
 static double now(void)
 {
@@ -133,6 +140,58 @@ static int udp_frame(unsigned char *b, uint32_t dst, uint16_t dport, uint16_t sp
 	return 14 + tot;
 }
 
+/* A TCP segment of gso_payload bytes (ACK|PSH) from us to dst; *gso set when
+ * it needs segmentation. */
+static int tcp_frame(unsigned char *b, uint32_t dst, uint16_t dport, uint16_t sport, uint32_t seq, uint16_t id)
+{
+	int plen = gso_payload, tot = 20 + 20 + plen;
+	memset(b, 0, 14 + 40);
+	memcpy(b, peer_mac, 6);
+	memcpy(b + 6, my_mac, 6);
+	b[12] = 0x08;
+	unsigned char *ip = b + 14;
+	ip[0] = 0x45;
+	ip[2] = tot >> 8; ip[3] = tot;
+	ip[4] = id >> 8; ip[5] = id;
+	ip[6] = 0x40; /* DF */
+	ip[8] = 64; ip[9] = 6;
+	memcpy(ip + 12, &my_ip, 4);
+	memcpy(ip + 16, &dst, 4);
+	uint16_t c = csum(ip, 20, 0);
+	memcpy(ip + 10, &c, 2);
+	unsigned char *t = ip + 20;
+	t[0] = sport >> 8; t[1] = sport; t[2] = dport >> 8; t[3] = dport;
+	t[4] = seq >> 24; t[5] = seq >> 16; t[6] = seq >> 8; t[7] = seq;
+	t[12] = 5 << 4; t[13] = 0x18; t[14] = 0xff; t[15] = 0xff;
+	memset(t + 20, 'x', plen);
+	/* partial checksum: the pseudo-header sum, completed by the stack (NEEDS_CSUM) */
+	uint32_t ps = 0;
+	const uint16_t *w = (const uint16_t *)(ip + 12);
+	for (int i = 0; i < 4; i++)
+		ps += w[i];
+	ps += htons(6) + htons(20 + plen);
+	while (ps >> 16)
+		ps = (ps & 0xffff) + (ps >> 16);
+	uint16_t p16 = ps;
+	memcpy(t + 16, &p16, 2);
+	return 14 + tot;
+}
+
+static void gso_hdr(struct virtio_net_hdr *h, int n)
+{
+	memset(h, 0, sizeof(*h));
+	if (!gso_payload)
+		return;
+	h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	h->csum_start = 14 + 20;
+	h->csum_offset = 16;
+	h->hdr_len = 14 + 40;
+	if (n > 14 + 40 + 1448) {
+		h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+		h->gso_size = 1448;
+	}
+}
+
 struct udp_job {
 	uint32_t dst;
 	int dport, sport, count, ms, sent, active;
@@ -155,7 +214,7 @@ static int arp_request(unsigned char *b, uint32_t dst)
 /* ---- vhost-net mode ---- */
 
 #define QSZ 16
-#define BUFSZ 2048
+#define BUFSZ 4096
 #define HDR sizeof(struct virtio_net_hdr)
 
 struct vq {
@@ -262,6 +321,8 @@ static void vhost_send(const unsigned char *f, int n)
 	int d = tx_next++ % QSZ;
 	unsigned char *b = txq.bufs + d * BUFSZ;
 	memset(b, 0, HDR);
+	if (f[23] == 6)
+		gso_hdr((struct virtio_net_hdr *)b, n);
 	memcpy(b + HDR, f, n);
 	post(&txq, d, HDR + n, 0);
 	kick(&txq);
@@ -269,10 +330,19 @@ static void vhost_send(const unsigned char *f, int n)
 
 static void send_frame(const unsigned char *f, int n)
 {
-	if (vh >= 0)
+	if (vh >= 0) {
 		vhost_send(f, n);
-	else if (write(tap, f, n) < 0 && errno != EAGAIN)
+	} else if (vnet_hdr) {
+		static unsigned char b[65536 + 64];
+		gso_hdr((struct virtio_net_hdr *)b, f[23] == 6 ? n : 0);
+		if (f[23] != 6)
+			memset(b, 0, HDR);
+		memcpy(b + HDR, f, n);
+		if (write(tap, b, HDR + n) < 0 && errno != EAGAIN)
+			perror("write tap");
+	} else if (write(tap, f, n) < 0 && errno != EAGAIN) {
 		perror("write tap");
+	}
 }
 
 /* Packets vhost wrote into RX buffers: handle them, repost while reading. */
@@ -302,7 +372,8 @@ int main(int argc, char **argv)
 	const char *ifname = NULL, *udp = NULL;
 	double life = 60;
 	int opt, use_vhost = 0;
-	while ((opt = getopt(argc, argv, "i:a:m:nt:u:P:V")) != -1) {
+	int offload = 0;
+	while ((opt = getopt(argc, argv, "i:a:m:nt:u:P:VOg:")) != -1) {
 		switch (opt) {
 		case 'i': ifname = optarg; break;
 		case 'a': inet_pton(AF_INET, optarg, &my_ip); break;
@@ -312,6 +383,8 @@ int main(int argc, char **argv)
 		case 'u': udp = optarg; break;
 		case 'P': if (parse_mac(optarg, peer_mac)) return 2; have_peer = 1; break;
 		case 'V': use_vhost = 1; break;
+		case 'O': offload = 1; break;
+		case 'g': gso_payload = atoi(optarg); break;
 		default: return 2;
 		}
 	}
@@ -334,18 +407,33 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct ifreq ifr = {0};
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (use_vhost ? IFF_VNET_HDR : 0);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (use_vhost || offload ? IFF_VNET_HDR : 0);
 	strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
 	if (ioctl(tap, TUNSETIFF, &ifr)) {
 		perror("TUNSETIFF");
 		return 1;
 	}
+	if (offload) {
+		if (ioctl(tap, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) {
+			perror("TUNSETOFFLOAD");
+			return 1;
+		}
+		vnet_hdr = !use_vhost;
+	}
+	if (gso_payload && !offload && !use_vhost) {
+		fprintf(stderr, "-g needs -O or -V (a virtio_net_hdr)\n");
+		return 2;
+	}
+	if (gso_payload > 60000)
+		gso_payload = 60000;
+	if (use_vhost && gso_payload > BUFSZ - 100)
+		gso_payload = BUFSZ - 100;
 	if (use_vhost && vhost_init())
 		return 1;
 	printf("ready %s%s\n", ifr.ifr_name, use_vhost ? " vhost" : "");
 	fflush(stdout);
 	double end = now() + life;
-	unsigned char f[BUFSZ], r[BUFSZ];
+	static unsigned char f[65536 + 64], r[BUFSZ];
 	while (!stop && now() < end) {
 		if (udp && go) {
 			go = 0;
@@ -359,7 +447,18 @@ int main(int argc, char **argv)
 				job.next = now() + 0.1;
 			} else {
 				static int id = 1000;
-				int n = udp_frame(f, job.dst, job.dport, job.sport, id++);
+				static uint32_t seq = 1;
+				static unsigned char big[65536];
+				int n;
+				if (gso_payload) {
+					n = tcp_frame(big, job.dst, job.dport, job.sport, seq, id++);
+					seq += gso_payload;
+					send_frame(big, n);
+					job.sent++;
+					job.next = now() + job.ms / 1000.0;
+					continue;
+				}
+				n = udp_frame(f, job.dst, job.dport, job.sport, id++);
 				send_frame(f, n);
 				job.sent++;
 				job.next = now() + job.ms / 1000.0;
@@ -383,7 +482,7 @@ int main(int argc, char **argv)
 			continue;
 		int n;
 		while (reading && (n = read(tap, f, sizeof(f))) > 0) {
-			int m = reply(f, n, r);
+			int m = vnet_hdr ? reply(f + HDR, n - HDR, r) : reply(f, n, r);
 			if (m)
 				send_frame(r, m);
 		}

@@ -79,3 +79,23 @@ tap_topo() {
 guest_stop_reading() { kill -USR1 "$GUEST_PID"; sleep 0.1; }
 guest_udp_burst() { kill -HUP "$GUEST_PID"; }
 guest_resume_reading() { kill -USR2 "$GUEST_PID"; sleep 0.1; }
+
+# guest2_start TAPNAME IP MAC [OPTIONS...]: a second guest on the same bridge
+# ($GUEST2_PID); its tap joins $TBR.
+guest2_start() {
+    local name=$1 ip=$2 mac=$3 i
+    shift 3
+    local pre=()
+    [[ -n ${TAP_HOST_NS:-} ]] && pre=(ip netns exec "$TAP_HOST_NS")
+    "${pre[@]}" "$T/tapguest" -i "$name" -a "$ip" -m "$mac" -t 120 "$@" >"$T/guest2.out" 2>"$T/guest2.err" &
+    GUEST2_PID=$!
+    defer "kill $GUEST2_PID"
+    for ((i = 0; i < 100; i++)); do
+        grep -q '^ready' "$T/guest2.out" 2>/dev/null && break
+        kill -0 "$GUEST2_PID" 2>/dev/null || { cat "$T/guest2.err"; fail "second tapguest exited"; }
+        sleep 0.1
+    done
+    hx sysctl -qw "net.ipv6.conf.$name.disable_ipv6=1"
+    hx ip link set "$name" master "$TBR"
+    hx ip link set "$name" up
+}

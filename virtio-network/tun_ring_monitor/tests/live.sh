@@ -79,6 +79,7 @@ test_tun_ring_monitor_all_and_filters() {
 test_tun_ring_monitor_reader_drains() {
     need root cmd:python3 cmd:jq
     ring_setup
+    hx ip link set vnet12 txqueuelen 1000   # a burst of 100 fits while the reader wakes up
     ip -n "$RNS" neigh del "$GUEST_IP" dev eth0
     ip netns exec "$RNS" ping -c 2 -W 2 "$GUEST_IP" >/dev/null || fail "the guest does not answer ping"
     tool_start tun_ring_monitor -d vnet12 --json

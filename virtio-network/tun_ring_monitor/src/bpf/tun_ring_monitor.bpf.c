@@ -24,7 +24,8 @@ struct tun_event {
 	__u16 dport;
 	__u8 proto;
 	__u8 parsed;
-	__u8 pad[6];
+	__u8 pad[2];
+	__s32 kstack_id;
 	struct tun_ring ring;
 };
 
@@ -43,6 +44,7 @@ struct qstats {
 };
 
 const volatile __u32 DEV_IFINDEX = 0;   /* 0: every tun device */
+const volatile char DEV_NAME[16] = {};  /* a device of another netns: by name */
 const volatile bool TUN_SET = false;    /* tracepoint mode: only ifindexes in tun_devs */
 const volatile bool ALL_EVENTS = false;
 const volatile bool HAS_FILTER = false; /* a 5-tuple filter is set */
@@ -50,6 +52,9 @@ const volatile __u32 F_SADDR = 0, F_DADDR = 0;
 const volatile __u16 F_SPORT = 0, F_DPORT = 0;
 const volatile __u8 F_PROTO = 0;
 const volatile __u32 FULL_RING_REASON = 0; /* 0: unknown on this kernel */
+const volatile bool WANT_STACK = false;
+
+DECLARE_STACK_MAP(stacks, 2048);
 
 struct qstats zero_qstats = {};
 
@@ -88,6 +93,16 @@ static __always_inline bool is_watched(struct net_device *dev, bool need_set)
 	idx = BPF_CORE_READ(dev, ifindex);
 	if (DEV_IFINDEX && idx != DEV_IFINDEX)
 		return false;
+	if (DEV_NAME[0]) {
+		char n[16];
+		bpf_probe_read_kernel_str(n, sizeof(n), dev->name);
+		for (int i = 0; i < 16; i++) {
+			if (n[i] != DEV_NAME[i])
+				return false;
+			if (!n[i])
+				break;
+		}
+	}
 	if (need_set && !bpf_map_lookup_elem(&tun_devs, &idx))
 		return false;
 	return true;
@@ -156,6 +171,7 @@ static __always_inline int on_xmit(void *ctx, struct sk_buff *skb, struct net_de
 	e->proto = m.l4proto;
 	e->parsed = parsed;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->kstack_id = WANT_STACK ? get_stack_id(ctx, &stacks, 0) : -1;
 	__builtin_memcpy(&e->ring, &r, sizeof(r));
 	event_submit(ctx, e, sizeof(*e));
 	return 0;

@@ -1,0 +1,3 @@
+fn main() {
+    shared_build::skeleton("tun_abnormal_gso_type");
+}
