@@ -1,0 +1,3 @@
+fn main() {
+    trace_ip_defrag::run();
+}
