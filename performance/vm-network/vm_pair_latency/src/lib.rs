@@ -226,7 +226,12 @@ pub fn parse_pairs_arg(s: &str) -> Result<Vec<(String, String, u32)>, String> {
 fn check_unique(pairs: &[(String, String, u32)]) {
     let mut seen: Vec<&str> = Vec::new();
     for (s, r, _) in pairs {
-        for d in [s.as_str(), r.as_str()] {
+        let mine: Vec<&str> = if s == r {
+            vec![s.as_str()]
+        } else {
+            vec![s.as_str(), r.as_str()]
+        };
+        for d in mine {
             if seen.contains(&d) {
                 usage_error(format!("tap '{d}' is in more than one pair"));
             }
