@@ -193,12 +193,28 @@ impl Kernel {
             return Err("kernel has no kprobe support (CONFIG_KPROBES off)".into());
         }
         if !self.kprobe_syms.contains_key(func) {
-            let found = find_text_symbol(func);
+            let found = find_text_symbols(&[func]).remove(func).flatten();
             self.kprobe_syms.insert(func.to_string(), found);
         }
         self.kprobe_syms[func]
             .clone()
             .ok_or_else(|| format!("no function {func} in /proc/kallsyms"))
+    }
+
+    /// Resolve the kprobe targets of all these functions in one pass over
+    /// /proc/kallsyms (a pass takes a while on big kernels and slow machines).
+    pub fn prefetch_kprobe_symbols(&mut self, funcs: &[&str]) {
+        let missing: Vec<&str> = funcs
+            .iter()
+            .copied()
+            .filter(|f| !self.kprobe_syms.contains_key(*f))
+            .collect();
+        if missing.is_empty() || !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            return;
+        }
+        for (f, found) in find_text_symbols(&missing) {
+            self.kprobe_syms.insert(f, found);
+        }
     }
 
     /// fentry needs BPF trampolines: proven by loading and attaching a trivial
@@ -268,6 +284,15 @@ impl Kernel {
             }
             Kind::Kprobe => {
                 let sym = self.kprobe_symbol(c.target)?;
+                let mut wanted = Vec::new();
+                collect_params(&c.need, &mut wanted);
+                if sym != c.target && !wanted.is_empty() {
+                    // .isra/.constprop clones may take other arguments.
+                    return Err(format!(
+                        "only the compiler clone {sym} exists; its arguments may differ from {}'s",
+                        c.target
+                    ));
+                }
                 self.check_params(c)?;
                 Ok(sym)
             }
@@ -354,25 +379,35 @@ fn find_tracefs_events() -> Option<PathBuf> {
     .find(|p| p.is_dir())
 }
 
-/// Text symbol `func` or its first suffixed clone (`func.isra.0`), from kallsyms.
-fn find_text_symbol(func: &str) -> Option<String> {
-    let f = fs::File::open("/proc/kallsyms").ok()?;
-    let prefix = format!("{func}.");
-    let mut clone = None;
+/// For each function: its text symbol, or its first suffixed clone
+/// (`func.isra.0`), from one pass over kallsyms.
+fn find_text_symbols(funcs: &[&str]) -> HashMap<String, Option<String>> {
+    let mut out: HashMap<String, Option<String>> =
+        funcs.iter().map(|f| (f.to_string(), None)).collect();
+    let mut exact: std::collections::HashSet<String> = Default::default();
+    let Ok(f) = fs::File::open("/proc/kallsyms") else {
+        return out;
+    };
     for line in BufReader::new(f).lines().map_while(Result::ok) {
         let mut it = line.split_whitespace();
-        let (_addr, ty, name) = (it.next()?, it.next()?, it.next()?);
+        let (Some(_addr), Some(ty), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
         if !matches!(ty, "t" | "T") {
             continue;
         }
-        if name == func {
-            return Some(name.to_string());
-        }
-        if clone.is_none() && name.starts_with(&prefix) {
-            clone = Some(name.to_string());
+        let base = name.split('.').next().unwrap_or(name);
+        let Some(slot) = out.get_mut(base) else {
+            continue;
+        };
+        if name == base {
+            *slot = Some(name.to_string());
+            exact.insert(base.to_string());
+        } else if slot.is_none() && !exact.contains(base) {
+            *slot = Some(name.to_string());
         }
     }
-    clone
+    out
 }
 
 /// Optional hooks that are not traced: (hook, why).
@@ -399,6 +434,15 @@ impl Plan {
         mode: AttachMode,
         probe_all: bool,
     ) -> Plan {
+        let kprobes: Vec<&str> = hooks
+            .iter()
+            .flat_map(|h| h.candidates.iter())
+            .filter(|c| c.kind == Kind::Kprobe)
+            .map(|c| c.target)
+            .collect();
+        if mode == AttachMode::Auto || mode == AttachMode::Kprobe {
+            kernel.prefetch_kprobe_symbols(&kprobes);
+        }
         let mut out = Vec::new();
         for hook in hooks {
             let mut r = Resolved {
@@ -576,7 +620,7 @@ impl Plan {
                     let reasons: Vec<String> = r
                         .refused
                         .iter()
-                        .filter(|(c, _)| c.need.unless().is_empty())
+                        .filter(|(_, e)| !e.starts_with("not needed: "))
                         .map(|(c, e)| format!("{} {}: {e}", c.kind.name(), c.target))
                         .collect();
                     let why = if reasons.is_empty() {
