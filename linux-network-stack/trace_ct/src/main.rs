@@ -1,0 +1,3 @@
+fn main() {
+    trace_ct::run(trace_ct::Variant::TraceCt);
+}
