@@ -99,3 +99,8 @@ guest2_start() {
     hx ip link set "$name" master "$TBR"
     hx ip link set "$name" up
 }
+
+# tun_btf: the tun/tap private structs are readable through BTF (tun built in,
+# or the tun module with its own BTF; 5.10 has no module BTF). Call after a tap exists.
+tun_btf() { [[ -e /sys/kernel/btf/tun || ! -e /sys/module/tun/initstate ]]; }
+need_tun_btf() { tun_btf || skip "the tun module has no BTF on this kernel: ring state is N/A"; }

@@ -28,8 +28,12 @@ test_tun_abnormal_gso_type_gso_path() {
     # At tun_net_xmit (or its tracepoint) towards B: GSO TCPV4, MSS 1448, longer than the MTU, with B's ring.
     local f='(.func | startswith("tun_net_xmit")) and .dev == "vtapb" and (.gso_type_names | index("TCPV4")) and .gso_size == 1448 and .len > 1500 and .saddr == "10.8.0.5" and .dport == 5201'
     [[ $(jcount "$f") -ge 6 ]] || { show "$gso"; fail "want 6 GSO snapshots at tun_net_xmit on vtapb"; }
-    [[ $(jcount "$f and .ring.size == 500 and .ring.queue == 0") -ge 6 ]] || fail "ring size = txqueuelen 500"
-    [[ $(jq -r "select($f) | .ring.producer" "$gso" | sort -un | wc -l) -ge 2 ]] || fail "producer does not advance"
+    if tun_btf; then
+        [[ $(jcount "$f and .ring.size == 500 and .ring.queue == 0") -ge 6 ]] || fail "ring size = txqueuelen 500"
+        [[ $(jq -r "select($f) | .ring.producer" "$gso" | sort -un | wc -l) -ge 2 ]] || fail "producer does not advance"
+    else
+        note "no tun BTF here: ring N/A"
+    fi
     # Received from A's tap: GSO, DODGY (set by tun for a guest's GSO).
     assert_json_ge 6 '.dev == "vtapa" and (.gso_type_names | index("DODGY")) and .gso_size == 1448' "$gso"
     # No false positives on normal GSO traffic.
@@ -49,7 +53,7 @@ test_tun_abnormal_gso_type_text_and_limits() {
     [[ $(count ' probe$') -eq 2 ]] || { show "$TOOL_OUT"; fail "want 2 blocks"; }
     assert_grep '^     inner_nh=[0-9]+ inner_th=[0-9]+ gso_size=1448 gso_segs=[0-9]+ gso_type=0x[0-9a-f]+ \[TCPV4'
     assert_grep '^tcp: 10\.8\.0\.5:40000 => 10\.8\.0\.6:5201   MAC src: 02:00:00:00:00:05 MAC dst: 02:00:00:00:00:06$'
-    assert_grep '^tun ring: queue=0 size=500 producer=[0-9]+ '
+    tun_btf && assert_grep '^tun ring: queue=0 size=500 producer=[0-9]+ '
     # --dev lo while the traffic runs on the taps: nothing.
     tool_start tun-abnormal-gso-type --match gso --dev lo
     guest_udp_burst

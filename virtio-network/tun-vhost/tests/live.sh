@@ -19,6 +19,7 @@ for i in range($1):
 test_tun_vhost_ring_fills() {
     need root cmd:python3 cmd:jq
     tap_topo vnet11 -n
+    need_tun_btf
     hx ip link set vnet11 txqueuelen 500
     ip -n "$RNS" neigh replace "$GUEST_IP" lladdr "$GUEST_MAC" dev eth0
     tool_start tun-vhost --dev vnet11 --json
@@ -50,6 +51,7 @@ test_tun_vhost_full_only_drains() {
 test_tun_vhost_text_interval() {
     need root cmd:python3
     tap_topo vnet11 -n
+    need_tun_btf
     hx ip link set vnet11 txqueuelen 64
     ip -n "$RNS" neigh replace "$GUEST_IP" lladdr "$GUEST_MAC" dev eth0
     tool_start tun-vhost --dev vnet11 --stack
@@ -70,10 +72,10 @@ test_tun_vhost_bad_input() {
     need root
     expect_exit 2 tun-vhost
     expect_exit 2 tun-vhost --dev lo
-    "$BIN_DIR/tun-vhost" --dev nosuch0 --duration 1 2>&1 | grep -q 'warning: device nosuch0 is not in this network namespace' ||
-        fail "a device of another netns is a warning"
     local id=$$$RANDOM
     ip tuntap add dev tvb${id: -5} mode tap 2>/dev/null || skip "cannot create a tap"
     defer ip link del tvb${id: -5}
     expect_exit 2 tun-vhost --dev tvb${id: -5} --interval 0
+    "$BIN_DIR/tun-vhost" --dev nosuch0 --duration 1 2>&1 | grep -q 'warning: device nosuch0 is not in this network namespace' ||
+        fail "a device of another netns is a warning"
 }

@@ -28,6 +28,7 @@ drops_known() { [[ $(jq -r 'select(.type == "summary" and .dev == "vnet12") | .f
 test_tun_ring_monitor_full_ring() {
     need root cmd:python3 cmd:jq
     ring_setup -n    # the guest does not read
+    need_tun_btf
     tool_start tun_ring_monitor -d vnet12 --json
     send_udp 100 5000
     sleep 0.3
@@ -53,6 +54,7 @@ test_tun_ring_monitor_full_ring() {
 test_tun_ring_monitor_all_and_filters() {
     need root cmd:python3 cmd:jq
     ring_setup -n
+    need_tun_btf
     tool_start tun_ring_monitor -d vnet12 --json --all --src-port 5000 --protocol udp
     local all=$TOOL_OUT all_pid=$TOOL_PID
     # AND semantics: the source matches, the port does not -> nothing.
@@ -92,6 +94,7 @@ test_tun_ring_monitor_reader_drains() {
 test_tun_ring_monitor_text() {
     need root cmd:python3
     ring_setup -n
+    need_tun_btf
     tool_start tun_ring_monitor -d vnet12
     send_udp 80 5000
     tool_stop
@@ -125,6 +128,7 @@ test_tun_ring_monitor_vhost() {
     [[ -e /dev/vhost-net ]] || modprobe vhost_net 2>/dev/null
     [[ -e /dev/vhost-net ]] || skip "no /dev/vhost-net (vhost_net) on this kernel"
     ring_setup -V
+    need_tun_btf
     ip -n "$RNS" neigh del "$GUEST_IP" dev eth0
     ip netns exec "$RNS" ping -c 2 -W 2 "$GUEST_IP" >/dev/null || fail "the vhost guest does not answer ping"
     tool_start tun_ring_monitor -d vnet12 --json
