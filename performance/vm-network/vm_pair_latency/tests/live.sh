@@ -104,3 +104,18 @@ test_vm_pair_latency_bad_input() {
     expect_exit 2 multi_vm_pair_latency --pairs-file "$T/bad.txt"
     grep -q 'bad.txt:1' <<<"$LAST_ERROR" || fail "message: $LAST_ERROR"
 }
+
+# With a real tap: the tapguest "VM" sends through its tap, the bridge forwards
+# to the other VM's port (a veth into a netns).
+test_vm_pair_latency_tap_guest() {
+    need root cmd:jq
+    source "$ROOT/scripts/lib/tapguest.sh"
+    tap_topo vnet0 -u "$REMOTE_IP:62109:5000:10:20"
+    tool_start vm_pair_latency --json --send-dev vnet0 --recv-dev "$PHY"
+    guest_udp_burst
+    sleep 0.8
+    tool_stop
+    [[ $(jcount ".type == \"latency\" and .send_dev == \"vnet0\" and .recv_dev == \"$PHY\" and .src == \"$GUEST_IP\" and .dst == \"$REMOTE_IP\" and .sport == 5000 and .latency_ns > 0") -eq 10 ]] ||
+        { show "$TOOL_OUT"; fail "want 10 records from the tap guest"; }
+    [[ $(jq -r 'select(.type == "latency") | .ip_id' "$TOOL_OUT" | sort -u | wc -l) -eq 10 ]] || fail "10 distinct IP ids"
+}
