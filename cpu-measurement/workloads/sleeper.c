@@ -1,6 +1,8 @@
 /* sleeper [-n NAPS] [-t MS] [-w]: NAPS times (default: forever) sleep MS ms
  * (default 100) inside nap_here(), then print "naps N" and, with -w, wait
  * for a line on stdin; with -w it also waits for a line before starting.
+ * "slept_us N" is the total measured wall time of the naps (CLOCK_MONOTONIC
+ * around each one: off-CPU time plus the wait for a CPU after the wake-up).
  * nap_here() makes the nanosleep system call itself (x86-64 inline asm), so
  * the user stack a frame-pointer unwinder sees at the block starts in
  * nap_here even though libc is built without frame pointers. */
@@ -34,8 +36,15 @@ int main(int argc, char **argv)
 	}
 	if (wait && !fgets(buf, sizeof(buf), stdin))
 		return 1;
-	for (int i = 0; naps < 0 || i < naps; i++)
+	double slept = 0;
+	for (int i = 0; naps < 0 || i < naps; i++) {
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
 		nap_here();
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		slept += (b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3;
+	}
+	printf("slept_us %.0f\n", slept);
 	printf("naps %d\n", naps);
 	fflush(stdout);
 	if (wait && !fgets(buf, sizeof(buf), stdin))
