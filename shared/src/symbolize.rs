@@ -69,11 +69,102 @@ struct Mapping {
     shown: String,
 }
 
+/// All kernel text symbols, sorted (about 12 bytes per symbol plus names),
+/// for tools that resolve many stacks and must answer fast (a report at
+/// Ctrl-C): one kallsyms pass up front instead of one per batch.
+struct KernelIndex {
+    addrs: Vec<u64>,
+    name_at: Vec<u32>,
+    /// "name\tmodule\n" or "name\n" per symbol.
+    names: String,
+}
+
+impl KernelIndex {
+    fn load() -> Option<KernelIndex> {
+        let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
+        let mut rows: Vec<(u64, &str, Option<&str>)> = Vec::new();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(a), Some(t), Some(n)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            if !matches!(t, "t" | "T" | "w" | "W") {
+                continue;
+            }
+            let Ok(addr) = u64::from_str_radix(a, 16) else {
+                continue;
+            };
+            if addr == 0 {
+                continue;
+            }
+            let m = it
+                .next()
+                .map(|m| m.trim_start_matches('[').trim_end_matches(']'));
+            rows.push((addr, n, m));
+        }
+        if rows.is_empty() {
+            return None;
+        }
+        rows.sort_by_key(|r| r.0);
+        let mut idx = KernelIndex {
+            addrs: Vec::with_capacity(rows.len()),
+            name_at: Vec::with_capacity(rows.len()),
+            names: String::new(),
+        };
+        for (a, n, m) in rows {
+            idx.addrs.push(a);
+            idx.name_at.push(idx.names.len() as u32);
+            idx.names.push_str(n);
+            if let Some(m) = m {
+                idx.names.push('\t');
+                idx.names.push_str(m);
+            }
+            idx.names.push('\n');
+        }
+        idx.names.shrink_to_fit();
+        Some(idx)
+    }
+
+    fn resolve(&self, addr: u64) -> Option<(&str, u64, Option<&str>)> {
+        let i = match self.addrs.binary_search(&addr) {
+            Ok(i) => i,
+            Err(0) => return None,
+            Err(i) => i - 1,
+        };
+        let start = self.name_at[i] as usize;
+        let end = start + self.names[start..].find('\n')?;
+        let entry = &self.names[start..end];
+        let (name, module) = match entry.split_once('\t') {
+            Some((n, m)) => (n, Some(m)),
+            None => (entry, None),
+        };
+        Some((name, addr - self.addrs[i], module))
+    }
+}
+
+/// BPF's own frames at the top of a kernel stack (program, tracepoint glue).
+fn is_bpf_glue(name: &str, module: Option<&str>) -> bool {
+    module == Some("bpf")
+        || name.starts_with("bpf_prog_")
+        || name.starts_with("bpf_trace_run")
+        || name.starts_with("__bpf_trace_")
+        || name.starts_with("__traceiter_")
+        || name.starts_with("perf_trace_")
+        || name.starts_with("trace_event_raw_event_")
+        || name.starts_with("bpf_trampoline_")
+        || name.starts_with("__bpf_prog_enter")
+}
+
+/// Bound on the cached user stacks (cleared when reached).
+const USER_CACHE_LIMIT: usize = 65536;
+
 /// Kernel and user symbolization with per-process map snapshots.
 pub struct Symbolizer {
     blaze: Blaze,
     ksyms: Kallsyms,
+    kindex: Option<KernelIndex>,
     procs: HashMap<u32, Option<Vec<Mapping>>>,
+    ucache: HashMap<(u32, Vec<u64>), Vec<Frame>>,
 }
 
 impl Default for Symbolizer {
@@ -132,7 +223,9 @@ impl Symbolizer {
         Symbolizer {
             blaze: Blaze::new(),
             ksyms: Kallsyms::new(),
+            kindex: None,
             procs: HashMap::new(),
+            ucache: HashMap::new(),
         }
     }
 
@@ -151,8 +244,30 @@ impl Symbolizer {
         self.procs.remove(&pid);
     }
 
-    /// User frames of process `pid`, leaf first.
+    /// Load every kernel text symbol now (one kallsyms pass, a few MB), so
+    /// that later `kernel()` calls never scan kallsyms again. For tools that
+    /// resolve many stacks and must print fast at Ctrl-C.
+    pub fn preload_kernel(&mut self) {
+        if self.kindex.is_none() {
+            self.kindex = KernelIndex::load();
+        }
+    }
+
+    /// User frames of process `pid`, leaf first (cached per pid and stack).
     pub fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
+        let key = (pid, addrs.to_vec());
+        if let Some(f) = self.ucache.get(&key) {
+            return f.clone();
+        }
+        let frames = self.user_uncached(pid, addrs);
+        if self.ucache.len() >= USER_CACHE_LIMIT {
+            self.ucache.clear();
+        }
+        self.ucache.insert(key, frames.clone());
+        frames
+    }
+
+    fn user_uncached(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
         self.remember(pid);
         let mut frames: Vec<Frame> = addrs.iter().map(|&a| Frame::unknown(a)).collect();
         let Some(Some(maps)) = self.procs.get(&pid) else {
@@ -193,11 +308,34 @@ impl Symbolizer {
     /// Resolve many kernel addresses in one pass over kallsyms (call with
     /// every address of a report before `kernel()`: each pass costs ~50 ms).
     pub fn prefetch_kernel(&mut self, addrs: &[u64]) {
-        self.ksyms.prefetch(addrs);
+        if self.kindex.is_none() {
+            self.ksyms.prefetch(addrs);
+        }
     }
 
     /// Kernel frames, leaf first, without BPF's own frames at the top.
     pub fn kernel(&mut self, addrs: &[u64]) -> Vec<Frame> {
+        if let Some(idx) = &self.kindex {
+            let skip = addrs
+                .iter()
+                .take_while(|&&a| match idx.resolve(a) {
+                    Some((n, _, m)) => is_bpf_glue(n, m),
+                    None => true,
+                })
+                .count();
+            return addrs[skip..]
+                .iter()
+                .map(|&a| match idx.resolve(a) {
+                    Some((n, off, m)) => Frame {
+                        addr: a,
+                        func: Some(n.to_string()),
+                        offset: off,
+                        module: Some(m.unwrap_or("kernel").to_string()),
+                    },
+                    None => Frame::unknown(a),
+                })
+                .collect();
+        }
         let kept = self.ksyms.format_stack(addrs).len();
         let skip = addrs.len() - kept;
         addrs[skip..]
@@ -248,5 +386,26 @@ mod tests {
         let f = s.user(std::process::id(), &[a]);
         assert_eq!(f.len(), 1);
         assert!(f[0].module.is_some(), "{:?}", f[0]);
+    }
+
+    #[test]
+    fn kernel_index_agrees_with_kallsyms() {
+        let mut s = Symbolizer::new();
+        s.preload_kernel();
+        let Some(idx) = &s.kindex else {
+            return; // no kallsyms addresses here (not root, kptr_restrict)
+        };
+        let mut k = Kallsyms::new();
+        for &a in idx.addrs.iter().step_by(idx.addrs.len() / 50 + 1) {
+            let probe = a + 1;
+            let mine = idx.resolve(probe).map(|(n, o, _)| (n.to_string(), o));
+            let theirs = k.resolve(probe).map(|(n, o, _)| (n.to_string(), o));
+            // Several symbols may share an address: compare offsets only then.
+            assert_eq!(
+                mine.as_ref().map(|m| m.1),
+                theirs.as_ref().map(|t| t.1),
+                "{probe:x}"
+            );
+        }
     }
 }
