@@ -536,6 +536,9 @@ pub fn run() {
     let k = std::cell::Cell::new(1u32);
     let mut syms = Symbolizer::new();
     if profiling {
+        syms.preload_kernel();
+    }
+    if profiling {
         out.log(&format!(
             "Parallel profiling of target CPUs started ({}s)",
             args.interval

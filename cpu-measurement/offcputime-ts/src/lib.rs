@@ -411,12 +411,21 @@ fn read_counts(map: &dyn MapCore) -> Vec<(Vec<u8>, CountKey, u64)> {
 }
 
 impl State {
-    /// Snapshot the maps of processes seen in `counts` (before they exit).
-    fn remember_new(&mut self, counts: &dyn MapCore) {
+    /// Snapshot the maps of processes seen in `counts` (before they exit) and
+    /// resolve their user stacks now, so the report at Ctrl-C is quick.
+    fn remember_new(&mut self, counts: &dyn MapCore, stacks: &dyn MapCore) {
         for k in counts.keys() {
             let mut key = CountKey::default();
-            if plain::copy_from_bytes(&mut key, &k).is_ok() && self.seen_tgids.insert(key.tgid) {
+            if plain::copy_from_bytes(&mut key, &k).is_err() {
+                continue;
+            }
+            if self.seen_tgids.insert(key.tgid) {
                 self.syms.remember(key.tgid);
+            }
+            if key.ustack_id >= 0 && !self.fmt.kernel_only {
+                if let Ok(a) = read_stack(stacks, key.ustack_id) {
+                    let _ = self.syms.user(key.tgid, &a);
+                }
             }
         }
     }
@@ -678,8 +687,12 @@ pub fn run() {
         seen_tgids: HashSet::new(),
     });
     {
-        // Snapshot the mappings of the processes asked for now, while they live.
+        // Snapshot the mappings of the processes asked for now, while they
+        // live, and index the kernel symbols (no kallsyms pass at Ctrl-C).
         let mut st = state.borrow_mut();
+        if !args.user_stacks_only {
+            st.syms.preload_kernel();
+        }
         for p in args.pids.iter().flatten() {
             st.seen_tgids.insert(*p);
             st.syms.remember(*p);
@@ -722,13 +735,13 @@ pub fn run() {
         || {
             let mut st = state.borrow_mut();
             if last_remember.elapsed() >= Duration::from_secs(1) {
-                st.remember_new(&maps.counts);
+                st.remember_new(&maps.counts, &maps.stacks);
                 last_remember = Instant::now();
             }
             if let Some(i) = interval {
                 if Instant::now() >= started + i * k.get() {
                     let end = t0 + (i * k.get()).as_nanos() as u64;
-                    st.remember_new(&maps.counts);
+                    st.remember_new(&maps.counts, &maps.stacks);
                     st.report(&maps.counts, &maps.stacks, &maps.start, last_end, end, true);
                     last_end = end;
                     k.set(k.get() + 1);
@@ -742,7 +755,7 @@ pub fn run() {
     drain.flush();
     let end = Clock::mono_now_ns();
     let mut st = state.borrow_mut();
-    st.remember_new(&maps.counts);
+    st.remember_new(&maps.counts, &maps.stacks);
     // The last (partial) interval, or the one table without -I.
     if interval.is_none() || end > last_end + 1_000_000 {
         st.report(
