@@ -15,6 +15,9 @@ ovs_purge() { ovs-appctl revalidator/purge >/dev/null; }
 # ovs_lost: the datapath's "lost" upcall counter.
 ovs_lost() { ovs-dpctl show 2>/dev/null | sed -nE 's/.*lost:([0-9]+).*/\1/p' | head -1; }
 
+# ovs_missed: the datapath's "missed" counter (upcalls queued by the kernel).
+ovs_missed() { ovs-dpctl show 2>/dev/null | sed -nE 's/.*missed:([0-9]+).*/\1/p' | head -1; }
+
 # ovs_ready: a bridge pair that forwards, with ARP resolved, and no flows.
 # OVS 3.1 in a 1-vCPU guest sometimes starts with 0 handler threads in
 # per-CPU upcall dispatch ("Overriding n-handler-threads to 0" in its log):

@@ -1,0 +1,3 @@
+fn main() {
+    shared_build::skeleton("ovs_kernel_module_drop_monitor");
+}

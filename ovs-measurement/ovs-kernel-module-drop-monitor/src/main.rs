@@ -1,0 +1,3 @@
+fn main() {
+    ovs_kernel_module_drop_monitor::run();
+}
