@@ -23,10 +23,11 @@ test_pthread_rwlock_wrlock_contended() {
     note "rwfight: $calls calls, $slow waited >= 512 us; tool: count $count, $long in buckets >= [512, 1K)"
     [[ $calls -eq 2000 ]] || { show "$RW_OUT"; fail "rwfight made $calls calls"; }
     [[ $count -eq 2000 ]] || { show "$TOOL_OUT"; fail "count $count, want exactly 2000"; }
-    # At least 25 % of the calls waited >= 512 us (10 % on one CPU, where a
-    # waiter often gets the lock right after the holder's slice) ...
+    # At least 25 % of the calls waited >= 512 us. On one CPU how many wait
+    # depends on where the holder is preempted (176-448 of 2000 seen on 6.1
+    # under TCG): only ask for visible contention there ...
     local want=500
-    [[ $(nproc) -ge 2 ]] || want=200
+    [[ $(nproc) -ge 2 ]] || want=50
     [[ $long -ge $want ]] || { show "$TOOL_OUT"; fail "only $long samples >= 512 us"; }
     # ... and as many as the program itself measured (+-10 %: the tool times
     # the call only, the program adds clock_gettime around it).
