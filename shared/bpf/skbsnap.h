@@ -269,6 +269,37 @@ static __always_inline bool snap_fill(void *ctx, struct sk_buff *skb, __u32 hook
 	return true;
 }
 
+/* Per-CPU scratch to build a record in before it is known to match (the
+ * event_heap of common.h; the ring buffer is reserved only for matches). */
+static __always_inline void *snap_scratch(__u32 size)
+{
+	__u32 zero = 0;
+	void *p;
+
+	if (size > EVENT_MAX_SIZE)
+		return NULL;
+	p = bpf_map_lookup_elem(&event_heap, &zero);
+	if (p)
+		__builtin_memset(p, 0, size);
+	return p;
+}
+
+/* Send a record built in the scratch area. */
+static __always_inline void snap_send(void *ctx, void *rec, __u32 size)
+{
+	void *e;
+
+	if (use_perfbuf) {
+		event_submit(ctx, rec, size);
+		return;
+	}
+	e = event_reserve(size);
+	if (!e)
+		return;
+	bpf_probe_read_kernel(e, size, rec);
+	event_submit(ctx, e, size);
+}
+
 /* Snapshot `skb` at `hook` and send it (struct skb_snap). */
 static __always_inline int snap_skb(void *ctx, struct sk_buff *skb, __u32 hook, struct net_device *dev, bool ring)
 {
@@ -276,15 +307,9 @@ static __always_inline int snap_skb(void *ctx, struct sk_buff *skb, __u32 hook, 
 
 	if (!skb)
 		return 0;
-	e = event_reserve(sizeof(*e));
-	if (!e)
+	e = snap_scratch(sizeof(*e));
+	if (!e || !snap_fill(ctx, skb, hook, dev, NULL, ring, e))
 		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	if (!snap_fill(ctx, skb, hook, dev, NULL, ring, e)) {
-		if (!use_perfbuf)
-			bpf_ringbuf_discard(e, 0);
-		return 0;
-	}
-	event_submit(ctx, e, sizeof(*e));
+	snap_send(ctx, e, sizeof(*e));
 	return 0;
 }

@@ -32,6 +32,7 @@ pub mod runner;
 pub mod sched;
 pub mod sizehist;
 pub mod skbsnap;
+pub mod snaphooks;
 pub mod stacks;
 pub mod stages;
 pub mod symbolize;
