@@ -1,0 +1,3 @@
+fn main() {
+    shared_build::skeleton("trace_vlanvm_udp_workload");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    shared_build::skeleton("tracepoint_qdisc_dequeue");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    shared_build::skeleton("validate_xmit_skb");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    shared_build::skeleton("vpc_vm_udp_datapath");
+}

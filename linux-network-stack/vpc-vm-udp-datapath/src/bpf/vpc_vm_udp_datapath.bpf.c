@@ -1,0 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
+/* vpc-vm-udp-datapath: the skb snapshot hooks (shared/bpf/snaphooks.h); the preset in
+ * src/main.rs picks which ones load. */
+#include "snaphooks.h"
