@@ -68,6 +68,8 @@ test_robust_not_root() {
     need root cmd:setpriv
     local name args out rc
     while IFS='|' read -r name args; do
+        # Only tools that run here as root (others stop for their own reason first).
+        "$BIN_DIR/$name" $args --duration 0.3 >/dev/null 2>&1 || continue
         out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$BIN_DIR/$name" $args --duration 1 2>&1 >/dev/null); rc=$?
         # (exit 2 for an unwritable output file named in its arguments is right too)
         [[ $rc -eq 2 && $out == *"Permission denied"* ]] && continue
