@@ -77,6 +77,7 @@ test_robust_not_root() {
         [[ $rc -eq 1 && $(tail -1 <<<"$out") == "error: must run as root"* ]] || fail "$name as nobody: exit $rc: $out"
         grep -qE 'panicked|^libbpf:' <<<"$out" && fail "$name as nobody: panic or libbpf dump: $out"
     done < <(bpf_tools)
+    true
 }
 
 test_robust_flood_bounded() {
