@@ -426,7 +426,10 @@ pub fn run() {
     );
     session.verbose_footer();
     if st.gone {
-        shared::die(shared::EXIT_RUNTIME, format!("interface {name} disappeared while it was traced"));
+        shared::die(
+            shared::EXIT_RUNTIME,
+            format!("interface {name} disappeared while it was traced"),
+        );
     }
 }
 
