@@ -102,6 +102,14 @@ static __always_inline void ct_read_conn(struct nf_conn *ct, struct ct_snap *s, 
 	unsigned long status = 0;
 
 	s->ct = (__u64)ct;
+	/* No BTF for nf_conn (nf_conntrack a module on a kernel without module
+	 * BTF, 5.10): the reads below are dropped by the verifier. */
+	if (!bpf_core_type_exists(struct nf_conn)) {
+		s->status_err = -2;
+		s->zone_err = -2;
+		s->dir_err = -2;
+		return;
+	}
 	if (bpf_core_read(&status, sizeof(status), &ct->status)) {
 		s->status_err = -5;
 	} else {
