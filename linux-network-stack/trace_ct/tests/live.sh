@@ -31,7 +31,8 @@ test_trace_ct_tcp_conntrack() {
     done
     [[ $ok == 1 ]] || { show "$TOOL_OUT"; fail "no SYN-ACK with IP_CT_ESTABLISHED_REPLY on the SYN's nf_conn ($cts)"; }
     # Later packets of the client direction: IP_CT_ESTABLISHED on that entry.
-    assert_json_ge 1 ".saddr == \"$IP1\" and .skb_ct.ctinfo == 0 and .skb_ct.ctinfo_name == \"IP_CT_ESTABLISHED\" and (.skb_ct.status_flags | index(\"CONFIRMED\") != null)"
+    # (5.10 has no BTF for the nf_conntrack module: status unreadable, ReadFail.)
+    assert_json_ge 1 ".saddr == \"$IP1\" and .skb_ct.ctinfo == 0 and .skb_ct.ctinfo_name == \"IP_CT_ESTABLISHED\" and ((.skb_ct.status_flags // [] | index(\"CONFIRMED\") != null) or .skb_ct.status_err == \"ReadFail\")"
     assert_json_none '.proto != null and .proto != 6'
     case $(ct_mode) in
         nf-link) assert_json_ge 1 '.probe == "post_ct" and .nf_hook == "LOCAL_OUT"' ;;
@@ -56,7 +57,8 @@ test_trace_ct_text_options() {
     assert_grep "^PKTINFO: $IP1:[0-9]+ -> $IP2:5202 \(TCP\) IP_ID:0x[0-9a-f]+ SEQ:[0-9]+ ACK:0 FLAGS:\[SYN\] \[UNKNOWN_STATE\(255\)\]$"
     assert_grep "^PKTINFO: $IP2:5202 -> $IP1:[0-9]+ \(TCP\) .* FLAGS:\[SYN\|ACK\] \[TCP_(NEW_)?SYN_RECV\]$"
     assert_grep '^SKB_CT_INFO: CT_STATUS:N/A\(_nfct=0\) CTINFO:N/A NFCT_PTR:NULL '
-    assert_grep '^SKB_CT_INFO: CT_STATUS:0x[0-9a-f]+\(NOT_TEMPLATE[A-Z_|]*\) CTINFO:3\(IP_CT_ESTABLISHED_REPLY\) NFCT_PTR:0xffff[0-9a-f]+ SKBZoneID:0\(KernelDefaultZone\) SKBZoneDir:'
+    # (N/A(ReadFail): 5.10, no BTF for the nf_conntrack module.)
+    assert_grep '^SKB_CT_INFO: CT_STATUS:(0x[0-9a-f]+\(NOT_TEMPLATE[A-Z_|]*\)|N/A\(ReadFail\)) CTINFO:3\(IP_CT_ESTABLISHED_REPLY\) NFCT_PTR:0xffff[0-9a-f]+ SKBZoneID:(0\(KernelDefaultZone\)|N/A\(ReadFail\)) SKBZoneDir:'
     assert_grep '^OVS_CT_INFO: OvsConInfoNFCT:N/A\(Init\) OvsCommit:N/A\(Init\) OvsZoneID:N/A\(Init\) OvsZoneDir:N/A\(Init\)$'
     assert_grep '^-{80}$'
     assert_grep '^Detaching probes and exiting\.\.\.$'

@@ -23,7 +23,7 @@ JSON
     local line='^DATETIME: [0-9-]+ [0-9:.]{12} COMM: .{16} FUNC: \S+ +NFCT_PTR: '
     # Both servers, both directions, with the one-line layout.
     assert_grep "$line"'0x0 \(INVALID/NULL\) '"$IP1"':[0-9]+ -> '"$IP2"':9900 \(TCP\) IP_ID:0x[0-9a-f]+ SEQ:[0-9]+ ACK:0 \[[A-Z_0-9()]+\]  CT_STATUS: N/A \(_nfct=0\) CTINFO: N/A .*DEV: \S+\[[0-9]+\]$'
-    assert_grep "$line"'0xffff[0-9a-f]+  '"$IP2"':9900 -> '"$IP1"':[0-9]+ \(TCP\) .* CT_STATUS: 0x[0-9a-f]+ \(NOT TEMPLATE[A-Z_|]*\) CTINFO: 3 \(IP_CT_ESTABLISHED_REPLY\) '
+    assert_grep "$line"'0xffff[0-9a-f]+  '"$IP2"':9900 -> '"$IP1"':[0-9]+ \(TCP\) .* CT_STATUS: (0x[0-9a-f]+ \(NOT TEMPLATE[A-Z_|]*\)|N/A \(ReadFail\)) CTINFO: 3 \(IP_CT_ESTABLISHED_REPLY\) '
     assert_grep "$line"'0xffff[0-9a-f]+  '"$IP1"':[0-9]+ -> '"$IP2"':9901 \(TCP\) .* CTINFO: [02] \(IP_CT_(NEW|ESTABLISHED)\) '
     assert_grep "$line"'0xffff[0-9a-f]+  '"$IP2"':9901 -> '"$IP1"':[0-9]+ \(TCP\) '
     # One rule: one server only, and no stack lines with --stack false.
