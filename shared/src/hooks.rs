@@ -286,10 +286,10 @@ impl Kernel {
                 let sym = self.kprobe_symbol(c.target)?;
                 let mut wanted = Vec::new();
                 collect_params(&c.need, &mut wanted);
-                if sym != c.target && !wanted.is_empty() {
-                    // .isra/.constprop clones may take other arguments.
+                if sym.contains(".isra") && !wanted.is_empty() {
+                    // IPA-SRA clones take other (removed, reordered) arguments.
                     return Err(format!(
-                        "only the compiler clone {sym} exists; its arguments may differ from {}'s",
+                        "only the compiler clone {sym} exists; its arguments differ from {}'s",
                         c.target
                     ));
                 }
@@ -403,7 +403,11 @@ fn find_text_symbols(funcs: &[&str]) -> HashMap<String, Option<String>> {
         if name == base {
             *slot = Some(name.to_string());
             exact.insert(base.to_string());
-        } else if slot.is_none() && !exact.contains(base) {
+        } else if slot.is_none()
+            && !exact.contains(base)
+            && (name.contains(".constprop") || name.contains(".isra") || name.contains(".llvm."))
+        {
+            // Whole-function clones only: `.cold`/`.part` are pieces of a body.
             *slot = Some(name.to_string());
         }
     }
