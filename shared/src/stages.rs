@@ -11,10 +11,16 @@ use std::net::Ipv4Addr;
 use libbpf_rs::{MapCore, MapFlags, Object};
 use serde_json::{json, Value};
 
+use crate::cli::usage_error;
 use crate::events::percpu_sum_u64;
+use crate::events::Drain;
 use crate::fmt::cstr;
 use crate::hist::Log2Hist;
 use crate::hooks::{Kind, Plan};
+use crate::ksyms::Kallsyms;
+use crate::output::Output;
+use crate::runner::Session;
+use crate::stacks::read_stack;
 use crate::time::Clock;
 
 pub const STAGE_MAX: usize = 16;
@@ -696,6 +702,110 @@ impl Latencies {
     }
 }
 
+impl Latencies {
+    /// The interval's histograms on `out` (text, or one `{"type":"hist"}`
+    /// record), then forget them. `noun` names the records ("round trip(s)").
+    pub fn emit_interval(&mut self, out: &mut Output, noun: &str) {
+        if let Some((n, text, js)) = self.take_interval() {
+            if out.json() {
+                out.event(&json!({"type": "hist", "records": n, "segments": js}));
+            } else {
+                out.line(&format!(
+                    "--- Latency histograms (us), {n} {noun} since the last ---\n{text}"
+                ));
+            }
+        }
+    }
+
+    /// `--summary` at exit: per-segment table and histograms (text), or one
+    /// `{"type":"summary"}` record with the counters.
+    pub fn emit_summary(&self, out: &mut Output, noun: &str, end: &EndCounts) {
+        if out.json() {
+            out.event(&json!({
+                "type": "summary", "records": self.records,
+                "segments": self.total_json(), "counters": end.counters.to_json(),
+                "clock_skew": end.check.clock_skew, "absurd": end.check.absurd,
+                "lost_events": end.lost,
+            }));
+        } else {
+            out.line(&format!(
+                "=== Summary: {} {noun} ===\n{}\n\nLatency histograms (us):\n{}",
+                self.records,
+                self.table(),
+                self.render_total()
+            ));
+        }
+    }
+}
+
+/// What a latency tool counts besides its records, for the final summary.
+pub struct EndCounts {
+    pub counters: Counters,
+    pub check: DeltaCheck,
+    pub lost: u64,
+}
+
+impl EndCounts {
+    /// The stderr summary line: `Summary: 5 round trips reported, ...`.
+    pub fn line(&self, what: &str, reported: u64, below_threshold: Option<u64>) -> String {
+        let c = &self.counters;
+        let below = below_threshold
+            .map(|b| format!(" {b} below threshold,"))
+            .unwrap_or_default();
+        format!(
+            "Summary: {reported} {what},{below} {} incomplete (aged out), {} replaced, {} out of order, {} ended incomplete, refused deltas: {} clock skew, {} absurd; {} events lost",
+            c.aged_out(),
+            c.get("replaced"),
+            c.get("out_of_order"),
+            c.get("incomplete_at_end"),
+            self.check.clock_skew,
+            self.check.absurd,
+            self.lost
+        )
+    }
+}
+
+/// The main loop of a latency tool: poll events until Ctrl-C / --duration,
+/// sweep flows older than `max_age_ns` every second (counted), and call
+/// `on_interval` every `interval`. Returns the number of flows swept.
+pub fn run_loop(
+    session: &Session,
+    drain: &Drain,
+    obj: &Object,
+    max_age_ns: u64,
+    interval: Option<std::time::Duration>,
+    mut on_interval: impl FnMut(),
+) -> u64 {
+    use std::time::{Duration, Instant};
+    let mut expired = 0u64;
+    let mut last_sweep = Instant::now();
+    let mut last_hist = Instant::now();
+    let res = session.run(
+        |t| drain.poll(t),
+        || {
+            if last_sweep.elapsed() >= Duration::from_secs(1) {
+                expired += sweep(obj, max_age_ns);
+                last_sweep = Instant::now();
+            }
+            if interval.is_some_and(|iv| last_hist.elapsed() >= iv) {
+                on_interval();
+                last_hist = Instant::now();
+            }
+        },
+    );
+    if let Err(e) = res {
+        crate::die(crate::EXIT_RUNTIME, e);
+    }
+    expired
+}
+
+/// Detach `links` on another thread while the caller prints its summary
+/// (each fentry/kprobe detach patches kernel text; under emulation that takes
+/// a tenth of a second per link). Join the handle before exiting.
+pub fn detach_in_background(links: Vec<libbpf_rs::Link>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || drop(links))
+}
+
 /// JSON key of a segment: `0->1`, or `total` style names for ids >= 200.
 pub fn seg_id(a: u8, b: u8) -> String {
     match (a, b) {
@@ -854,6 +964,107 @@ impl StageDev {
     }
 }
 
+// ---- command line and output helpers of the latency tools ---------------------
+
+/// A latency threshold (ms or us): a finite number >= 0.
+pub fn parse_latency(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err("must be a finite number >= 0".into()),
+        Err(_) => Err("not a number".into()),
+    }
+}
+
+/// An interface named on the command line, found in this netns or in a named
+/// one (`ip netns`); unknown -> `error: interface 'X' not found`, exit 2.
+#[derive(Clone, Debug)]
+pub struct Iface {
+    pub name: String,
+    pub ifindex: u32,
+    pub netns: Option<String>,
+}
+
+impl Iface {
+    pub fn lookup(name: &str) -> Iface {
+        use crate::netdev::{find, Found};
+        let (ifindex, netns) = match find(name) {
+            Some(Found::Here(i)) => (i, None),
+            Some(Found::InNetns(ns, i)) => (i, Some(ns)),
+            None => usage_error(format!("interface '{name}' not found")),
+        };
+        Iface {
+            name: name.into(),
+            ifindex,
+            netns,
+        }
+    }
+
+    /// `eth0 (ifindex: 2)`, or `... (ifindex: 2, netns NAME)`.
+    pub fn describe(&self) -> String {
+        match &self.netns {
+            Some(ns) => format!("{} (ifindex: {}, netns {ns})", self.name, self.ifindex),
+            None => format!("{} (ifindex: {})", self.name, self.ifindex),
+        }
+    }
+
+    pub fn dev(&self) -> StageDev {
+        StageDev::new(self.ifindex, &self.name)
+    }
+}
+
+/// The `.rodata` bytes of a `struct stage_dev[2]` for one or two interfaces.
+pub fn dev_pair_bytes(a: &Iface, b: Option<&Iface>) -> Vec<u8> {
+    let mut v = a.dev().as_bytes().to_vec();
+    v.extend_from_slice(b.unwrap_or(a).dev().as_bytes());
+    v
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` of a BPF timestamp.
+pub fn wall_ms(clock: &Clock, ktime_ns: u64) -> String {
+    clock
+        .wall(ktime_ns)
+        .format("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string()
+}
+
+/// Kernel stacks of the seen `stages` of a flow (from `stage_stacks`).
+pub fn flow_stacks(
+    obj: &Object,
+    flow: &StageFlow,
+    stages: &[u8],
+    ksyms: &mut Kallsyms,
+) -> Vec<(u8, Result<Vec<String>, String>)> {
+    let map = obj
+        .maps()
+        .find(|m| m.name().to_string_lossy() == "stage_stacks");
+    flow.present(stages)
+        .into_iter()
+        .map(|s| {
+            let r = match &map {
+                Some(m) => read_stack(m as &dyn MapCore, flow.kstack[s as usize])
+                    .map(|a| ksyms.format_stack(&a)),
+                None => Err("no stack map".into()),
+            };
+            (s, r)
+        })
+        .collect()
+}
+
+/// JSON `{"<stage>": [frames] | "error: ..."}` of `flow_stacks`.
+pub fn stacks_json(stacks: &[(u8, Result<Vec<String>, String>)]) -> Value {
+    let m: serde_json::Map<String, Value> = stacks
+        .iter()
+        .map(|(s, r)| {
+            let v = match r {
+                Ok(fr) => json!(fr),
+                Err(e) => json!(format!("error: {e}")),
+            };
+            (s.to_string(), v)
+        })
+        .collect();
+    Value::Object(m)
+}
+
 /// TCP flag letters in the order F S R P A U, `.` when none.
 pub fn tcp_flags(f: u8) -> String {
     let s: String = [
@@ -933,6 +1144,16 @@ mod tests {
         assert_eq!(js["0->1"]["count"], 100);
         assert!(l.take_interval().is_none());
         assert!(l.table().contains("[0->1]"));
+    }
+
+    #[test]
+    fn latency_values() {
+        assert_eq!(parse_latency("0"), Ok(0.0));
+        assert_eq!(parse_latency("1.5"), Ok(1.5));
+        assert!(parse_latency("-1").is_err());
+        assert!(parse_latency("inf").is_err());
+        assert!(parse_latency("NaN").is_err());
+        assert!(parse_latency("x").is_err());
     }
 
     #[test]
