@@ -65,6 +65,12 @@ start_record() { jq -c 'select(.type == "start")' "$TOOL_OUT" | head -1; }
 # stage_available ID: whether the start record says stage ID has a hook.
 stage_available() { [[ $(start_record | jq -r ".stages[] | select(.id == $1) | .available") == true ]]; }
 
+# stage_hook ID: what marks stage ID on this kernel (function or tracepoint label).
+stage_hook() { start_record | jq -r ".stages[] | select(.id == $1) | .hook"; }
+# internal_tp ID: stage ID (the internal port) is marked by net_dev_queue on a
+# non-NIC device, which the Linux bridge of the host topology also passes.
+internal_tp() { [[ $(stage_hook "$1") == "net_dev_queue, internal port" ]]; }
+
 # assert_sums JQ_RECORDS: in every record, segments are >= 0 and
 # sum(segments) + extra (jq expression, e.g. inter_path_us) == total (+-1 us).
 assert_sums() {

@@ -23,7 +23,9 @@ rtt_checks() {
     if [[ $TOPO == ovs ]]; then
         [[ $dir == outgoing ]] && must+=(0 1 2 5 8 9 12) || must+=(1 2 5 6 7 8 9 12)
     else
-        [[ $dir == outgoing ]] && must+=(0 1) || must+=(6 7 8)
+        [[ $dir == outgoing ]] && must+=(0) || must+=(6 7)
+        [[ $dir == outgoing ]] && internal_tp 1 && must+=(1)
+        [[ $dir == incoming ]] && internal_tp 8 && must+=(8)
     fi
     for s in "${must[@]}"; do
         stage_available "$s" || continue
@@ -41,11 +43,17 @@ test_icmp_rtt_latency_outgoing() {
     need root cmd:ping cmd:jq
     lat_topo
     tool_start icmp_rtt_latency --src-ip "$IP1" --dst-ip "$IP2" --phy-iface1 "$PHY" --json --summary
+    # an empty flow table: the first request and reply go up to ovs-vswitchd
+    [[ $TOPO == ovs ]] && ovs-appctl dpctl/del-flows
     on_local ping -v -c 5 -i 0.2 -W 2 "$IP2" >"$T/ping.out" 2>&1 || { cat "$T/ping.out"; fail "ping failed"; }
     tool_stop 1
     local ident
     ident=$(ping_ident "$T/ping.out")
     rtt_checks 5 "$ident" outgoing
+    if [[ $TOPO == ovs ]] && stage_available 3; then
+        assert_json_ge 1 '.type == "rtt" and .seq == 1 and .upcall_p1 == true and .stages[3] != null'
+        assert_json_none '.type == "rtt" and .seq > 2 and (.upcall_p1 or .upcall_p2)'
+    fi
     assert_json_ge 5 '.type == "rtt" and .path1.comm == "ping" and .path1.icmp_type == 8 and .path2.icmp_type == 0'
     # ping's time ends at the reply's kernel receive timestamp: the tool's time
     # from the first stage to the reply reaching the NIC (stage 7) is inside it,
@@ -59,7 +67,7 @@ test_icmp_rtt_latency_outgoing() {
             fail "seq $i: tool's request-to-reply-at-NIC $d us vs ping $t ms"
     done
     # The summary's histograms count every round trip.
-    assert_json_ge 1 '.type == "summary" and .round_trips == 5 and ([.segments.total.hist_us[].count] | add) == 5'
+    assert_json_ge 1 '.type == "summary" and .records == 5 and ([.segments.total.hist_us[].count] | add) == 5'
     assert_json_ge 1 '.type == "summary" and ([.segments.inter_path.hist_us[].count] | add) == 5'
     assert_grep '"type":"start"'
     grep -q '^hook mode: ' "$TOOL_ERR" || fail "no hook mode line on stderr"
