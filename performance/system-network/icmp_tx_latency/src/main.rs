@@ -1,0 +1,3 @@
+fn main() {
+    icmp_tx_latency::run();
+}
