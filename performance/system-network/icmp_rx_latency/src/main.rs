@@ -1,0 +1,3 @@
+fn main() {
+    icmp_rx_latency::run();
+}
