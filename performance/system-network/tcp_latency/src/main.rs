@@ -1,0 +1,3 @@
+fn main() {
+    tcp_latency::run();
+}
