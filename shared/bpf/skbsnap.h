@@ -198,7 +198,9 @@ static __always_inline bool snap_fill(void *ctx, struct sk_buff *skb, __u32 hook
 		bpf_probe_read_kernel_str(e->dev, sizeof(e->dev), dev->name);
 		e->ifindex = BPF_CORE_READ(dev, ifindex);
 	}
-	if (!snap_dev_match(e->dev))
+	/* Socket-level hooks see skbs before routing (no device yet): the
+	 * device filter is for the skbs that have one. */
+	if (!(sk && !dev) && !snap_dev_match(e->dev))
 		return false;
 	if (ring && SNAP_TUN_SET && !bpf_map_lookup_elem(&snap_tun_devs, &e->ifindex))
 		return false;

@@ -440,6 +440,7 @@ struct St {
     anomaly_line: bool,
     features: bool,
     port: Option<u16>,
+    port_in_kernel: bool,
     compare: bool,
     max: Option<u32>,
     printed: u64,
@@ -597,13 +598,19 @@ impl St {
             return true;
         }
         if let Some(port) = self.port {
-            // Only encapsulated UDP packets are checked against the tunnel port.
-            if !self.preset.port_filters_all
+            let outer_port = s.l4proto == 17 && (s.dport == port || s.sport == port);
+            if self.preset.port_filters_all && !self.port_in_kernel {
+                // Kprobe mode: the tunnel functions see the skb before the
+                // outer headers exist; every other hook must show the port.
+                if !matches!(s.hook, 16 | 17) && !outer_port {
+                    return true;
+                }
+            } else if !self.preset.port_filters_all
                 && s.encapsulation != 0
                 && s.l4proto == 17
-                && s.dport != port
-                && s.sport != port
+                && !outer_port
             {
+                // Only encapsulated UDP packets are checked against the tunnel port.
                 return true;
             }
         }
@@ -758,7 +765,10 @@ where
     } else {
         None
     };
-    if preset.port_filters_all {
+    // The outer port is filtered in the kernel where the hooks see the outer
+    // headers (the device tracepoints); in kprobe mode in user space.
+    let port_in_kernel = preset.port_filters_all && notice.is_some();
+    if port_in_kernel {
         if let Some(p) = port {
             cfg.l4proto = 17;
             cfg.dport = p;
@@ -828,6 +838,7 @@ where
         anomaly_line: a.snap.matching == Match::GsoAnomaly,
         features: a.features,
         port,
+        port_in_kernel,
         compare: a.compare,
         max: a.snap.max_events,
         printed: 0,
