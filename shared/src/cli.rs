@@ -12,6 +12,7 @@ use crate::{die, EXIT_USAGE};
 /// Parse the command line; any clap error becomes its first line on stderr and
 /// exit status 2 (help and version still print in full and exit 0).
 pub fn parse<T: Parser>() -> T {
+    crate::runner::stop_flag();
     match T::try_parse() {
         Ok(v) => v,
         Err(e) => {

@@ -2,7 +2,7 @@
 //! the "attached" line, start-up time and peak memory for `--verbose`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::Object;
@@ -11,6 +11,21 @@ use crate::bpf::Channel;
 use crate::events::Drain;
 use crate::time::Clock;
 use crate::{die, EXIT_RUNTIME};
+
+/// The flag SIGINT, SIGTERM and SIGHUP set (ctrlc's "termination" feature).
+/// Installed once, as early as possible (`shared::cli::parse` calls it before
+/// parsing): a Ctrl-C that arrives while a tool is still starting must stop it
+/// cleanly, not kill it with the default action.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
+        stop
+    })
+    .clone()
+}
 
 pub struct Session {
     pub clock: Clock,
@@ -24,10 +39,7 @@ pub struct Session {
 impl Session {
     /// Call first in main: the start-to-attached time counts from here.
     pub fn start(duration: Option<Duration>, verbose: bool) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        // SIGINT, SIGTERM and SIGHUP (ctrlc's "termination" feature).
-        let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
+        let stop = stop_flag();
         Session {
             clock: Clock::new(),
             started: Instant::now(),
