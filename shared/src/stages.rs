@@ -1050,6 +1050,40 @@ pub fn flow_stacks(
         .collect()
 }
 
+/// The one-way tools' `Kernel Stack Traces:` block: per stage with a hook,
+/// `Stage N (NAME): Stack ID id` and the frames, `<Stack Capture Failed Error:
+/// ..>`, or `missing(stage)` for a stage the packet did not reach.
+pub fn render_stacks(
+    stages: &Stages,
+    flow: &StageFlow,
+    order: &[u8],
+    stacks: &[(u8, Result<Vec<String>, String>)],
+    missing: impl Fn(u8) -> &'static str,
+) -> String {
+    let mut s = String::from("  Kernel Stack Traces:\n");
+    for &st in order {
+        let Some(stage) = stages.get(st).filter(|x| x.available()) else {
+            continue;
+        };
+        let label = stage.name;
+        let id = flow.kstack[st as usize];
+        match stacks.iter().find(|(k, _)| *k == st) {
+            None => s.push_str(&format!("    Stage {st} ({label}): {}\n", missing(st))),
+            Some((_, Ok(frames))) => {
+                s.push_str(&format!("    Stage {st} ({label}): Stack ID {id}\n"));
+                for fr in frames {
+                    s.push_str(&format!("      {fr}\n"));
+                }
+            }
+            Some((_, Err(_))) => s.push_str(&format!(
+                "    Stage {st} ({label}): <Stack Capture Failed Error: {}>\n",
+                crate::stacks::stack_error(id)
+            )),
+        }
+    }
+    s
+}
+
 /// JSON `{"<stage>": [frames] | "error: ..."}` of `flow_stacks`.
 pub fn stacks_json(stacks: &[(u8, Result<Vec<String>, String>)]) -> Value {
     let m: serde_json::Map<String, Value> = stacks
