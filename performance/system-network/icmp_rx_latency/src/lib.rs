@@ -19,10 +19,10 @@ use shared::hooks::{Candidate, HookPoint, Kind};
 use shared::ksyms::Kallsyms;
 use shared::output::Output;
 use shared::runner::Session;
-use shared::stacks::stack_error;
 use shared::stages::{
-    self, dev_pair_bytes, flow_stacks, mask, parse_latency, stacks_json, wall_ms, Delta,
-    DeltaCheck, Iface, Latencies, Record, StageDef, StageEvent, Stages, TrackerConfig, TOTAL,
+    self, dev_pair_bytes, flow_stacks, mask, parse_latency, render_stacks, stacks_json, wall_ms,
+    Delta, DeltaCheck, Iface, Latencies, Record, StageDef, StageEvent, Stages, TrackerConfig,
+    TOTAL,
 };
 use shared::time::Clock;
 
@@ -347,32 +347,13 @@ impl State {
             s.push_str("  (Path: Flow Hit)\n");
         }
         if self.stacks {
-            s.push_str("  Kernel Stack Traces:\n");
-            for st in ALL {
-                if !self.stages.available(st) {
-                    continue;
+            s.push_str(&render_stacks(&self.stages, f, &ALL, &kstacks, |st| {
+                if st == 3 && ovs_seen {
+                    "<Skipped - Flow Hit>"
+                } else {
+                    "<Skipped>"
                 }
-                let label = self.stages.get(st).unwrap().name;
-                match kstacks.iter().find(|(k, _)| *k == st) {
-                    None if st == 3 && ovs_seen => {
-                        s.push_str(&format!("    Stage 3 ({label}): <Skipped - Flow Hit>\n"))
-                    }
-                    None => s.push_str(&format!("    Stage {st} ({label}): <Skipped>\n")),
-                    Some((_, Ok(frames))) => {
-                        s.push_str(&format!(
-                            "    Stage {st} ({label}): Stack ID {}\n",
-                            f.kstack[st as usize]
-                        ));
-                        frames
-                            .iter()
-                            .for_each(|fr| s.push_str(&format!("      {fr}\n")));
-                    }
-                    Some((_, Err(_))) => s.push_str(&format!(
-                        "    Stage {st} ({label}): <Stack Capture Failed Error: {}>\n",
-                        stack_error(f.kstack[st as usize])
-                    )),
-                }
-            }
+            }));
         }
         self.out.line(&s);
     }
