@@ -1,7 +1,8 @@
 # Live tests of icmp_rx_latency: real pings entering "this host" through a Linux
 # bridge (host kernel, tracepoints) or an OVS bridge and internal port (VM
-# kernels, fentry/kprobe). Topology: performance/system-network/testlib.sh.
+# kernels, kprobes). Topology: performance/system-network/testlib.sh.
 source "$ROOT/performance/system-network/testlib.sh"
+MAIN_TESTS="icmp_rx_latency_requests icmp_rx_latency_replies icmp_rx_latency_bad_input"
 
 rx_checks() {
     local n=$1 type=$2 src=$3 dst=$4
@@ -34,7 +35,7 @@ test_icmp_rx_latency_requests() {
     lat_topo
     tool_start icmp_rx_latency --phy-iface1 "$PHY" --phy-iface2 "$PHY" --src-ip "$IP2" --dst-ip "$IP1" \
         --tracepoint-end-at-reply --json --summary
-    [[ $TOPO == ovs ]] && ovs-appctl dpctl/del-flows
+    [[ $TOPO == ovs ]] && ovs-appctl revalidator/purge
     in2 ping -v -c 5 -i 0.2 -W 2 "$IP1" >"$T/ping.out" 2>&1 || { cat "$T/ping.out"; fail "ping failed"; }
     tool_stop 1
     rx_checks 5 8 "$IP2" "$IP1"

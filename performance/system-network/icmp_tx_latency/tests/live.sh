@@ -1,7 +1,8 @@
 # Live tests of icmp_tx_latency: real pings leaving "this host" through a Linux
 # bridge (host kernel, tracepoints) or an OVS internal port and bridge (VM
-# kernels, fentry/kprobe). Topology: performance/system-network/testlib.sh.
+# kernels, kprobes). Topology: performance/system-network/testlib.sh.
 source "$ROOT/performance/system-network/testlib.sh"
+MAIN_TESTS="icmp_tx_latency_pings icmp_tx_latency_concurrent icmp_tx_latency_bad_input"
 
 tx_checks() {
     local n=$1

@@ -1,8 +1,9 @@
 # Live tests of tcp_latency: real TCP connections (nc) between "this host" and
 # a remote netns through a Linux bridge (host kernel, tracepoints) or an OVS
-# internal port and bridge (VM kernels, fentry/kprobe).
+# internal port and bridge (VM kernels, kprobes).
 # Topology: performance/system-network/testlib.sh.
 source "$ROOT/performance/system-network/testlib.sh"
+MAIN_TESTS="tcp_latency_outgoing tcp_latency_incoming tcp_latency_bad_input"
 
 # listen NS_CMD PORT: an nc that accepts connection after connection.
 listen() {
