@@ -11,6 +11,7 @@ pub mod btf;
 pub mod cli;
 pub mod conntrack;
 pub mod events;
+pub mod exitwait;
 pub mod filter;
 pub mod flowrules;
 pub mod fmt;

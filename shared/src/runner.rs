@@ -64,6 +64,7 @@ impl Session {
     pub fn attached(&mut self, what: &str) {
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
         self.deadline = self.deadline_after.map(|d| Instant::now() + d);
+        crate::exitwait::arm();
         eprintln!("Attached: {what} ({ms:.0} ms after start).");
         if self.verbose {
             eprintln!(
