@@ -11,26 +11,39 @@ pub static HOOKS: &[HookPoint] = &[HookPoint {
     name: HOOK_NAME,
     required: true,
     candidates: &[
-        Candidate::new(Kind::TpBtf, "tp_btf_kfree_skb_reason", "kfree_skb").need(Need::ArgsAtLeast(3)),
+        Candidate::new(Kind::TpBtf, "tp_btf_kfree_skb_reason", "kfree_skb")
+            .need(Need::ArgsAtLeast(3)),
         Candidate::new(Kind::TpBtf, "tp_btf_kfree_skb", "kfree_skb")
             .need(Need::ArgsBelow(3))
             .loses("this kernel's tracepoint has no drop reason (Reason: N/A)"),
         Candidate::new(Kind::Tracepoint, "tp_kfree_skb", "skb/kfree_skb"),
-        Candidate::new(Kind::Fentry, "fentry_sk_skb_reason_drop", "sk_skb_reason_drop")
-            .loses("location taken from the kernel stack"),
+        Candidate::new(
+            Kind::Fentry,
+            "fentry_sk_skb_reason_drop",
+            "sk_skb_reason_drop",
+        )
+        .loses("location taken from the kernel stack"),
         Candidate::new(Kind::Fentry, "fentry_kfree_skb_reason", "kfree_skb_reason")
             .loses("location taken from the kernel stack"),
-        Candidate::new(Kind::Fentry, "fentry_kfree_skb", "kfree_skb").loses("no drop reason; also sees normal frees"),
-        Candidate::new(Kind::Kprobe, "kprobe_sk_skb_reason_drop", "sk_skb_reason_drop"),
+        Candidate::new(Kind::Fentry, "fentry_kfree_skb", "kfree_skb")
+            .loses("no drop reason; also sees normal frees"),
+        Candidate::new(
+            Kind::Kprobe,
+            "kprobe_sk_skb_reason_drop",
+            "sk_skb_reason_drop",
+        ),
         Candidate::new(Kind::Kprobe, "kprobe_kfree_skb_reason", "kfree_skb_reason"),
-        Candidate::new(Kind::Kprobe, "kprobe_kfree_skb", "kfree_skb").loses("no drop reason; also sees normal frees"),
+        Candidate::new(Kind::Kprobe, "kprobe_kfree_skb", "kfree_skb")
+            .loses("no drop reason; also sees normal frees"),
     ],
 }];
 
 /// Whether the chosen way reports drop reasons (the tracefs tracepoint does
 /// when its format has the field; CO-RE reads it then).
 pub fn plan_has_reason(plan: &Plan) -> bool {
-    plan.chosen(HOOK_NAME).map(|c| !c.loses.contains("no drop reason")).unwrap_or(false)
+    plan.chosen(HOOK_NAME)
+        .map(|c| !c.loses.contains("no drop reason"))
+        .unwrap_or(false)
 }
 
 /// The freeing location when the hook could not report it (fentry): the first
@@ -52,7 +65,11 @@ mod tests {
 
     #[test]
     fn location_skips_the_free_functions() {
-        let st = vec!["kfree_skb_reason+0x5".to_string(), "nf_hook_slow+0x9c".into(), "ip_rcv+0x1".into()];
+        let st = vec![
+            "kfree_skb_reason+0x5".to_string(),
+            "nf_hook_slow+0x9c".into(),
+            "ip_rcv+0x1".into(),
+        ];
         assert_eq!(location_from_stack(&st), "nf_hook_slow+0x9c");
         assert_eq!(location_from_stack(&[]), "");
     }
