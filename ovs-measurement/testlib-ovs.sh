@@ -55,3 +55,23 @@ need_no_ovs() {
     modprobe -n openvswitch 2>/dev/null && skip "openvswitch can be loaded on this kernel"
     true
 }
+
+# ns_mac NS DEV: the MAC address of DEV in namespace NS.
+ns_mac() { ip -n "$1" -o link show "$2" | grep -o 'link/ether [0-9a-f:]*' | awk '{print $2}'; }
+
+# ovs_third_port: a third port $PORT3 on $BR (veth, peer left in the root
+# namespace, both up), for flows with several outputs.
+ovs_third_port() {
+    PORT3=op3-${BR#obr-}
+    ip link add "$PORT3" type veth peer name "${PORT3}p"
+    defer ip link del "$PORT3"
+    ip link set "$PORT3" up
+    ip link set "${PORT3}p" up
+    ovs-vsctl add-port "$BR" "$PORT3"
+    DP3=$(ovs_dp_port "$PORT3")
+    [[ -n $DP3 ]] || fail "no datapath port for $PORT3"
+}
+
+# megaflow_of FILE MATCH: the "Megaflow: " value of the first text event whose
+# Megaflow contains MATCH.
+megaflow_of() { sed -n 's/^Megaflow: //p' "$1" | grep -F -- "$2" | head -1; }

@@ -1,0 +1,3 @@
+fn main() {
+    ovs_clone_execute_summary::run();
+}

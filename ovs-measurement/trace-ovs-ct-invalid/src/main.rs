@@ -1,0 +1,3 @@
+fn main() {
+    trace_ovs_ct_invalid::run();
+}
