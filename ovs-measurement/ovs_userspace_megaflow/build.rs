@@ -1,0 +1,3 @@
+fn main() {
+    shared_build::skeleton("ovs_userspace_megaflow");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    ovs_userspace_megaflow::run();
+}
