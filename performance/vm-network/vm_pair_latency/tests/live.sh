@@ -38,9 +38,9 @@ test_vm_pair_latency_text() {
 
 # A qdisc delay on the receiver's tap sits between dev_queue_xmit and the driver: every record >= 5 ms.
 test_vm_pair_latency_netem() {
-    need root cmd:python3 cmd:jq cmd:tc
+    need root cmd:python3 cmd:jq cmd:tc module:sch_netem
     vm_taps vnet103 vnet100
-    tc qdisc add dev vnet100 root netem delay 5ms 2>/dev/null || skip "no netem qdisc on this kernel"
+    tc qdisc add dev vnet100 root netem delay 5ms 2>"$T/tc.err" || fail "netem on vnet100: $(cat "$T/tc.err")"
     tool_start vm_pair_latency --json
     udp_send "${VMNS[1]}" 10.9.0.2 5000:62109:10:0.05
     tool_stop
