@@ -1075,8 +1075,13 @@ fn format_key_verbose(key: &[u8], mask: Option<&[u8]>, verbose: bool) -> String 
         _k: std::marker::PhantomData,
     };
     let has_ethtype = list.iter().any(|a| a.ty == key::ETHERTYPE);
+    // As odp_flow_format(): PACKET_TYPE seen so far (kernel keys have none).
+    let mut has_packet_type = false;
     let mut first = true;
     for a in &list {
+        if a.ty == key::PACKET_TYPE {
+            has_packet_type = true;
+        }
         let ma = mlist.as_ref().map(|l| find(l, a.ty));
         // Missing from the mask list = wildcarded.
         let wildcard = match ma {
@@ -1111,7 +1116,10 @@ fn format_key_verbose(key: &[u8], mask: Option<&[u8]>, verbose: bool) -> String 
             }
             format_key_attr(&mut f, &a2, ma_eff);
             first = false;
-        } else if a.ty == key::ETHERNET && !has_ethtype {
+        } else if a.ty == key::ETHERNET && !has_packet_type {
+            // An ETHERNET attribute, even all-wildcarded, says the packet is
+            // an Ethernet frame (its absence: an L3 packet), so OVS prints
+            // `eth()` for it whether or not eth_type follows.
             if !first {
                 f.out.push(',');
             }
@@ -1122,6 +1130,16 @@ fn format_key_verbose(key: &[u8], mask: Option<&[u8]>, verbose: bool) -> String 
     if list.is_empty() {
         f.out.push_str("<empty>");
     }
+    // A mask on eth_type without the key attribute: `eth_type(0/0x....)`.
+    if !has_ethtype && !list.is_empty() {
+        if let Some(m) = mlist
+            .as_ref()
+            .and_then(|l| find(l, key::ETHERTYPE))
+            .and_then(be16)
+        {
+            let _ = write!(f.out, ",eth_type(0/0x{m:04x})");
+        }
+    }
     f.out
 }
 
@@ -1129,6 +1147,17 @@ fn format_key_verbose(key: &[u8], mask: Option<&[u8]>, verbose: bool) -> String 
 /// wildcarded fields are left out, partly masked ones print `value/mask`.
 pub fn format_key(key: &[u8], mask: Option<&[u8]>) -> String {
     format_key_verbose(key, mask, false)
+}
+
+/// A mask attribute that matches nothing: all-zero bytes, or for the nested
+/// ones (tunnel, encap, nsh) only all-zero members. vswitchd sends e.g.
+/// `tunnel(ttl=0)` in the mask of a flow without a tunnel; the kernel ignores
+/// it and dump-flows does not show it.
+fn mask_attr_is_zero(a: &Attr<'_>) -> bool {
+    match a.ty {
+        key::TUNNEL | key::ENCAP | key::NSH => attrs_lossy(a.data).iter().all(mask_attr_is_zero),
+        _ => all(a.data, 0),
+    }
 }
 
 /// Every field of every masked attribute, valued by its mask
@@ -1143,7 +1172,7 @@ pub fn format_mask(mask: &[u8]) -> String {
         _k: std::marker::PhantomData,
     };
     let mut first = true;
-    for a in list.iter().filter(|a| !all(a.data, 0)) {
+    for a in list.iter().filter(|a| !mask_attr_is_zero(a)) {
         if !first {
             f.out.push(',');
         }
@@ -1585,6 +1614,32 @@ mod tests {
             "{mask}"
         );
         assert!(mask.starts_with("recirc_id(0xffffffff),in_port(0xffffffff),eth(src=ff:ff:ff:ff:ff:ff,dst=ff:ff:ff:ff:ff:ff)"), "{mask}");
+    }
+
+    /// vswitchd's mask carries `tunnel(ttl=0)` for flows without a tunnel:
+    /// not a masked field, so not in the mask text.
+    #[test]
+    fn zero_tunnel_mask_left_out() {
+        let (_, mut m) = normal_flow();
+        let mut tun = Vec::new();
+        put_attr(&mut tun, 4, &[0]);
+        put_attr(&mut m, key::TUNNEL, &tun);
+        assert!(format_mask(&m).starts_with("recirc_id(0xffffffff),in_port(0xffffffff),"));
+    }
+
+    /// An all-wildcarded ETHERNET mask still prints `eth()` (the flow is
+    /// for Ethernet frames), as ovs-dpctl dump-flows does.
+    #[test]
+    fn wildcarded_ethernet_prints_empty_eth() {
+        let (k, mut m) = normal_flow();
+        let eth = m.windows(12).position(|w| w == [0xff; 12]).unwrap();
+        for b in &mut m[eth..eth + 12] {
+            *b = 0;
+        }
+        assert_eq!(
+            format_key(&k, Some(&m)),
+            "recirc_id(0),in_port(3),eth(),eth_type(0x0800),ipv4(frag=no)"
+        );
     }
 
     #[test]
