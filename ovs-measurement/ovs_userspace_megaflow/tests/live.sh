@@ -1,6 +1,7 @@
 # Live tests of ovs_userspace_megaflow: megaflows vswitchd installs on a
 # kernel-datapath bridge with two namespace ports (VM kernels).
 source "$ROOT/ovs-measurement/testlib-ovs.sh"
+MAIN_TESTS="ovs_userspace_megaflow_icmp ovs_userspace_megaflow_two_outputs ovs_userspace_megaflow_ct_recirc"
 
 # One ping after a purge: one upcall and one flow put for the request, and the
 # flow put's megaflow is exactly what ovs-dpctl dump-flows shows for it.
@@ -39,7 +40,8 @@ test_ovs_userspace_megaflow_icmp() {
 }
 
 # A flow with two outputs: both actions, in order; the nw_dst rule makes the
-# IPv4 destination part of the megaflow.
+# IPv4 destination part of the megaflow, and the MACs are wildcarded (OVS still
+# prints the empty `eth()`: the flow is for Ethernet frames).
 test_ovs_userspace_megaflow_two_outputs() {
     need root cmd:ping cmd:jq cmd:ovs-ofctl
     ovs_ready

@@ -219,7 +219,7 @@ int BPF_KPROBE(uprobe_sendmsg, int fd, const struct user_msghdr *msg)
 		struct nlmsghdr nlh;
 		__u8 cmd = 0;
 		struct flow_event *e;
-		__u32 len;
+		__u64 len;
 
 		if (i >= mh.msg_iovlen)
 			break;
@@ -241,6 +241,11 @@ int BPF_KPROBE(uprobe_sendmsg, int fd, const struct user_msghdr *msg)
 			len = iov.iov_len;
 		if (len > MSG_MAX)
 			len = MSG_MAX;
+		/* 6.1: keep the bound on the register passed as the size (the
+		 * compiler would otherwise reuse an unbounded copy). */
+		asm volatile("" : "+r"(len));
+		if (len > MSG_MAX)
+			continue;
 		e->copied = 0;
 		if (bpf_probe_read_user(e->data, len, iov.iov_base) == 0)
 			e->copied = len;
