@@ -2,6 +2,9 @@
 # datapath with two namespace ports (VM kernels; the host has no openvswitch).
 source "$ROOT/ovs-measurement/testlib-ovs.sh"
 
+# Main real-event tests (the 5.10 and 6.12 legs of the matrix run only these).
+MAIN_TESTS="ovs_clone_execute_summary_iperf ovs_clone_execute_summary_text ovs_clone_execute_summary_tracepoint"
+
 # The spec's flows (table 2 needs an ip match for ct()): ct() forces a
 # recirculation (A); in the recirculated pass clone(ct(zone=2,table=3)) runs a
 # second ct() and recirculation (B). vswitchd does not emit a datapath clone

@@ -2,6 +2,9 @@
 # namespaces, seen by netfilter conntrack (host and VMs) and by OVS ct() (VMs).
 source "$ROOT/ovs-measurement/testlib-ovs.sh"
 
+# Main real-event tests (the 5.10 and 6.12 legs of the matrix run only these).
+MAIN_TESTS="trace_ovs_ct_invalid_flags_netfilter trace_ovs_ct_invalid_window trace_ovs_ct_invalid_ovs"
+
 # ns2 drops what conntrack calls INVALID; strict window tracking.
 nf_invalid_drop() {
     in2 iptables -A INPUT -m conntrack --ctstate INVALID -j DROP || skip "iptables cannot add conntrack rules here"
@@ -42,11 +45,18 @@ test_trace_ovs_ct_invalid_window() {
     netns_pair
     nf_invalid_drop
     have_kprobe_ct || skip "nf_conntrack_tcp_packet is not kprobe-able here"
-    in2 timeout 10 nc -l -p 5201 >/dev/null 2>&1 &
-    sleep 0.5
-    (sleep 6) | in1 timeout 8 nc -p 40000 "$IP2" 5201 >/dev/null 2>&1 &
-    sleep 1.5
+    # Attach first: under a loaded emulator attaching can take longer than the
+    # connection lives (seen: 7.8 s, the ACKs then met TIME_WAIT).
     tool_start trace-ovs-ct-invalid --json --src "$IP1" --sport 40000 --dport 5201
+    # Kprobes alone are not enough: the argument positions come from BTF, and
+    # where nf_conntrack is a module without BTF (5.10) the tool refuses the hook.
+    local refused
+    refused=$(grep -m1 '^WARN: cannot attach nf_conntrack_tcp_packet' "$TOOL_ERR")
+    [[ -z $refused ]] || skip "the tool ${refused#WARN: }"
+    in2 timeout 12 nc -l -p 5201 >/dev/null 2>&1 &
+    sleep 0.5
+    (sleep 8) | in1 timeout 10 nc -p 40000 "$IP2" 5201 >/dev/null 2>&1 &
+    sleep 1.5
     # Conntrack calls a sequence number before the window an old retransmit
     # and lets it pass (IGNORE); after the window it is INVALID. The ISN is
     # random: of X and X + 2^31 one is after the window.
