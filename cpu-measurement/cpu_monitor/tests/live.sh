@@ -138,7 +138,9 @@ test_cpu_monitor_two_spinners() {
     read -r a b < <(jq -r -s "[.[0].cpus[] | select(.cpu == $cpu) | .threads[] | select(.pid == $S_PID) | .cpu_pct] | @tsv" "$T/c.json")
     note "spinner threads: $a % and $b %"
     [[ -n $b ]] || { show "$T/c.json"; fail "want two spinner threads"; }
-    awk -v a="$a" -v b="$b" 'BEGIN {s = a + b; exit !(s > 20 && a / s >= 0.42 && a / s <= 0.58)}' || fail "shares $a / $b not ~50/50"
+    # The split is the point; the sum depends on what else runs on that CPU
+    # (in CI a QEMU guest may share it).
+    awk -v a="$a" -v b="$b" 'BEGIN {s = a + b; exit !(s > 4 && a / s >= 0.42 && a / s <= 0.58)}' || fail "shares $a / $b not ~50/50"
 }
 
 # A spinner on another CPU never shows up under the monitored one (the

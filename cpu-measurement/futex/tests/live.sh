@@ -81,7 +81,10 @@ test_futex_idle_duration() {
     need root cmd:jq tracepoint:syscalls/sys_enter_futex
     local start=$SECONDS
     "$BIN_DIR/futex" -d 2 --json >"$T/o.json" 2>"$T/o.err" || fail "exit $?"
-    [[ $((SECONDS - start)) -le 4 ]] || fail "took $((SECONDS - start)) s"
+    # Under TCG emulation (VMTEST_GUEST) attaching alone can take seconds.
+    local limit=4
+    [[ ${VMTEST_GUEST:-0} == 1 ]] && limit=20
+    [[ $((SECONDS - start)) -le $limit ]] || fail "took $((SECONDS - start)) s"
     if [[ -s $T/o.json ]]; then
         [[ $(jq '[.buckets[].count] | add' "$T/o.json") -eq $(jq .count "$T/o.json") ]] || fail "count != sum"
     fi

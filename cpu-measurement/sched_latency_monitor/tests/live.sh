@@ -136,7 +136,10 @@ test_sched_latency_monitor_target_exits() {
     start_latprobe LP -s 1.5
     local start=$SECONDS
     timeout 20 "$BIN_DIR/sched_latency_monitor" -p "$LP" -t 0.5 -i 0.5 -l "$T/L.log" -v >"$T/o" 2>"$T/e" || { cat "$T/e"; fail "exit $?"; }
-    [[ $((SECONDS - start)) -le 5 ]] || fail "took $((SECONDS - start)) s"
+    # Under TCG emulation (VMTEST_GUEST) attaching alone can take seconds.
+    local limit=5
+    [[ ${VMTEST_GUEST:-0} == 1 ]] && limit=20
+    [[ $((SECONDS - start)) -le $limit ]] || fail "took $((SECONDS - start)) s"
     assert_grep '^\[[0-9-]+ [0-9:]+\.[0-9]{3}\] target process disappeared$' "$T/o"
     assert_grep '^\[[0-9-]+ [0-9:]+\.[0-9]{3}\] window 1 started$' "$T/o"
     assert_grep '^\[[0-9-]+ [0-9:]+\.[0-9]{3}\] window 1 written$' "$T/o"
