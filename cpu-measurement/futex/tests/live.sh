@@ -86,7 +86,7 @@ test_futex_idle_duration() {
     [[ ${VMTEST_GUEST:-0} == 1 ]] && limit=20
     [[ $((SECONDS - start)) -le $limit ]] || fail "took $((SECONDS - start)) s"
     if [[ -s $T/o.json ]]; then
-        [[ $(jq '[.buckets[].count] | add' "$T/o.json") -eq $(jq .count "$T/o.json") ]] || fail "count != sum"
+        [[ $(jq '[.buckets[]?.count] | add // 0' "$T/o.json") -eq $(jq '.count // 0' "$T/o.json") ]] || { show "$T/o.json"; fail "count != sum"; }
     fi
     grep -q '^Attaching 2 probes' "$T/o.err" || fail "no Attaching line on stderr in JSON mode"
 }

@@ -20,7 +20,9 @@ test_tracepoint_qdisc_dequeue_lines() {
 test_tracepoint_qdisc_dequeue_sockets() {
     need kprobe
     snap_pair
-    tool_start tracepoint-qdisc-dequeue --json --match gso --mode kprobe --dev "$VETH1" --no-stack
+    # --match all: at __tcp_transmit_skb's entry a first transmission has no
+    # gso_type yet (the kernel sets it inside), so "gso" would see only retransmits.
+    tool_start tracepoint-qdisc-dequeue --json --match all --mode kprobe --dev "$VETH1" --no-stack
     tcp_load 1
     tool_stop
     # Socket-level hooks give the socket (dport in host order).
