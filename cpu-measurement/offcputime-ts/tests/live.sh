@@ -68,7 +68,11 @@ test_offcputime_ts_folded() {
     local sum
     sum=$(grep '^sleeper;' "$T/f.out" | awk '{s += $NF} END {print s + 0}')
     note "sleeper off-CPU over 2 s: $sum us"
-    [[ $sum -ge 1700000 && $sum -le 2200000 ]] || { show "$T/f.out"; fail "sum $sum us, want ~2000000"; }
+    # Under TCG emulation (VMTEST_GUEST) attach and detach take long enough
+    # for naps that end while the tool is stopping to be counted too.
+    local max=2200000
+    [[ ${VMTEST_GUEST:-0} == 1 ]] && max=3200000
+    [[ $sum -ge 1700000 && $sum -le $max ]] || { show "$T/f.out"; fail "sum $sum us, want ~2000000"; }
 }
 
 test_offcputime_ts_intervals() {

@@ -53,7 +53,11 @@ test_pthread_rwlock_wrlock_uncontended() {
     [[ $count -eq 1000 ]] || { show "$TOOL_OUT"; fail "count $count, want 1000"; }
     # Uncontended: most calls take well under 16 us; preemption by other load
     # (a QEMU guest in CI) stretches the tail, not the median.
-    [[ $fast -ge 600 ]] || { show "$TOOL_OUT"; fail "only $fast of 1000 below 16 us"; }
+    # Under TCG emulation (VMTEST_GUEST) every uprobe hit costs tens of us:
+    # the count is checked there, the latency on real CPUs only.
+    if [[ ${VMTEST_GUEST:-0} != 1 ]]; then
+        [[ $fast -ge 600 ]] || { show "$TOOL_OUT"; fail "only $fast of 1000 below 16 us"; }
+    fi
 }
 
 # -p counts only that process; a second rwfight at the same time is ignored.
