@@ -82,6 +82,12 @@ pub enum Need {
     /// kernel's BTF (vmlinux or module), so the program reads the right
     /// argument on this kernel. A function BTF does not describe passes.
     Param(usize, &'static str),
+    /// fentry/kprobe: the function has a parameter called NAME at any
+    /// position, for tools that read the position from BTF at start
+    /// (`KernelBtf::func_params_any`) and pass it to BPF. Unlike `Param`, a
+    /// function BTF does not describe is refused: its positions are unknown.
+    /// Like `Param`, refuses a kprobe on an `.isra` clone.
+    Named(&'static str),
     /// A file must exist (e.g. `/proc/sys/net/netfilter/nf_conntrack_max`:
     /// conntrack is loaded).
     Exists(&'static str),
@@ -229,16 +235,37 @@ impl Kernel {
         self.fentry.clone().unwrap()
     }
 
-    /// `Need::Param` conditions against the function's BTF prototype.
+    /// `Need::Param` and `Need::Named` conditions against the function's BTF prototype.
     fn check_params(&self, c: &Candidate) -> Result<(), String> {
         let mut wanted = Vec::new();
         collect_params(&c.need, &mut wanted);
-        if wanted.is_empty() {
+        let mut named = Vec::new();
+        collect_named(&c.need, &mut named);
+        if wanted.is_empty() && named.is_empty() {
             return Ok(());
         }
         let Some(params) = self.btf.func_params_any(c.target) else {
-            return Ok(());
+            if named.is_empty() {
+                return Ok(());
+            }
+            return Err(format!(
+                "no BTF prototype of {} on this kernel (argument positions unknown)",
+                c.target
+            ));
         };
+        let missing: Vec<&str> = named
+            .iter()
+            .copied()
+            .filter(|n| !params.iter().any(|p| p == n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{} has parameters ({}) here: no parameter called {}",
+                c.target,
+                params.join(", "),
+                missing.join(", ")
+            ));
+        }
         for (i, name) in wanted {
             if params.get(i).map(String::as_str) != Some(name) {
                 return Err(format!(
@@ -286,7 +313,9 @@ impl Kernel {
                 let sym = self.kprobe_symbol(c.target)?;
                 let mut wanted = Vec::new();
                 collect_params(&c.need, &mut wanted);
-                if sym.contains(".isra") && !wanted.is_empty() {
+                let mut named = Vec::new();
+                collect_named(&c.need, &mut named);
+                if sym.contains(".isra") && !(wanted.is_empty() && named.is_empty()) {
                     // IPA-SRA clones take other (removed, reordered) arguments.
                     return Err(format!(
                         "only the compiler clone {sym} exists; its arguments differ from {}'s",
@@ -351,6 +380,14 @@ fn collect_params(n: &Need, out: &mut Vec<(usize, &'static str)>) {
     match n {
         Need::Param(i, name) => out.push((*i, name)),
         Need::All(l) => l.iter().for_each(|x| collect_params(x, out)),
+        _ => {}
+    }
+}
+
+fn collect_named(n: &Need, out: &mut Vec<&'static str>) {
+    match n {
+        Need::Named(name) => out.push(name),
+        Need::All(l) => l.iter().for_each(|x| collect_named(x, out)),
         _ => {}
     }
 }
