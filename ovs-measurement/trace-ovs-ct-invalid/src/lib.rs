@@ -43,6 +43,7 @@ static HOOKS: &[HookPoint] = &[
         required: false,
         candidates: &[
             Candidate::new(Kind::Kprobe, "kprobe_nf_conntrack_in", "nf_conntrack_in")
+                .need(Need::Named("skb"))
                 .with(&["kretprobe_nf_conntrack_in"]),
         ],
     },
@@ -54,6 +55,7 @@ static HOOKS: &[HookPoint] = &[
             "kprobe_nf_conntrack_tcp_packet",
             "nf_conntrack_tcp_packet",
         )
+        .need(Need::All(&[Need::Named("skb"), Need::Named("ct")]))
         .with(&["kretprobe_nf_conntrack_tcp_packet"])],
     },
     HookPoint {
@@ -61,6 +63,7 @@ static HOOKS: &[HookPoint] = &[
         required: false,
         candidates: &[
             Candidate::new(Kind::Kprobe, "kprobe_tcp_in_window", "tcp_in_window")
+                .need(Need::All(&[Need::Named("skb"), Need::Named("dir")]))
                 .with(&["kretprobe_tcp_in_window"]),
         ],
     },
@@ -71,16 +74,16 @@ static HOOKS: &[HookPoint] = &[
             Kind::Kprobe,
             "kprobe___nf_ct_refresh_acct",
             "__nf_ct_refresh_acct",
-        )],
+        )
+        .need(Need::Named("skb"))],
     },
     HookPoint {
         name: "__ovs_ct_lookup",
         required: false,
-        candidates: &[Candidate::new(
-            Kind::Kprobe,
-            "kprobe___ovs_ct_lookup",
-            "__ovs_ct_lookup",
-        )],
+        candidates: &[
+            Candidate::new(Kind::Kprobe, "kprobe___ovs_ct_lookup", "__ovs_ct_lookup")
+                .need(Need::Named("skb")),
+        ],
     },
     // An .isra clone may have other arguments: the parameter check refuses it.
     HookPoint {
@@ -91,7 +94,7 @@ static HOOKS: &[HookPoint] = &[
             "kprobe_ovs_ct_update_key",
             "ovs_ct_update_key",
         )
-        .need(Need::Param(0, "skb"))
+        .need(Need::All(&[Need::Named("skb"), Need::Named("key")]))
         .with(&["kretprobe_ovs_ct_update_key"])],
     },
     HookPoint {
@@ -212,7 +215,9 @@ unsafe impl plain::Plain for CiEvent {}
     about = "Why conntrack (OVS ct() or netfilter) marks a flow invalid: TCP window tracking, verdicts, the ct_state OVS got, the drops"
 )]
 pub struct Args {
-    /// Only packets on this device (skb->dev; repeat for up to 4)
+    /// Only packets on this device (skb->dev; repeat for up to 4). Packets
+    /// without a device (sent by a local socket, at the OUTPUT hook before
+    /// routing: dev=N/A) are on no device and are left out
     #[arg(long, value_name = "IFNAME", value_parser = parse_ifname)]
     pub dev: Vec<String>,
     /// Source IPv4 address
@@ -266,6 +271,8 @@ struct State {
     usyms: UserSyms,
     names: Names,
     count: u64,
+    /// The reason for `dev=N/A` was printed.
+    no_dev_said: bool,
 }
 
 fn nf_verdict(r: i64) -> &'static str {
@@ -365,6 +372,12 @@ impl State {
         let location =
             (e.probe == P_DROP && e.location != 0).then(|| self.ksyms.format(e.location));
         let flags: Vec<&str> = shared::conntrack::tcp_flag_names(p.tcp_flags);
+        // A locally sent packet at the OUTPUT hook has no device yet.
+        let dev = (p.ifname[0] != 0).then(|| p.ifname());
+        if dev.is_none() && !self.no_dev_said {
+            self.no_dev_said = true;
+            eprintln!("Note: dev=N/A (null in JSON): the packet has no device yet (sent by a local socket, at the OUTPUT hook before routing)");
+        }
         if self.out.json() {
             let mut v = json!({
                 "probe": probe_name(e.probe),
@@ -372,7 +385,7 @@ impl State {
                 "time": self.clock.rfc3339(e.ts_ns),
                 "tid": e.tid,
                 "comm": shared::fmt::cstr(&e.comm),
-                "dev": p.ifname(),
+                "dev": dev,
                 "saddr": saddr,
                 "daddr": daddr,
                 "proto": p.proto_name(),
@@ -431,7 +444,7 @@ impl State {
         let mut s = format!(
             "{t} {} dev={} {saddr}{} -> {daddr}{} {}",
             probe_name(e.probe),
-            p.ifname(),
+            dev.as_deref().unwrap_or("N/A"),
             ports.0,
             ports.1,
             p.proto_name()
@@ -507,7 +520,9 @@ pub fn run() {
     }
     let mut out = Output::stdout(args.common.json);
     let mut session = Session::start(args.common.duration, args.common.verbose);
-    let (kernel, mut plan) = bpf::plan(&args.common, HOOKS);
+    // Kprobes whose arguments BTF cannot place are refused by the plan
+    // (Need::Named), so --explain shows the same decision as a real start.
+    let (kernel, plan) = bpf::plan(&args.common, HOOKS);
 
     // Argument positions from the running kernel's prototypes.
     let btf: &KernelBtf = &kernel.btf;
@@ -534,45 +549,6 @@ pub fn run() {
         ("I_U_SKB", idx(&p_u, &["skb"])),
         ("I_U_KEY", idx(&p_u, &["key"])),
     ];
-    let get = |n: &str| ix.iter().find(|(k, _)| *k == n).map(|(_, v)| *v).unwrap();
-    // A kprobe whose arguments cannot be placed is not attached (it would read garbage).
-    let unplaced: Vec<(&str, &str)> = [
-        ("nf_conntrack_in", get("I_IN_SKB") == 0xff),
-        (
-            "nf_conntrack_tcp_packet",
-            get("I_TP_SKB") == 0xff || get("I_TP_CT") == 0xff,
-        ),
-        (
-            "tcp_in_window",
-            get("I_W_SKB") == 0xff || get("I_W_DIR") == 0xff,
-        ),
-        ("__nf_ct_refresh_acct", get("I_R_SKB") == 0xff),
-        ("__ovs_ct_lookup", get("I_L_SKB") == 0xff),
-        (
-            "ovs_ct_update_key",
-            get("I_U_SKB") == 0xff || get("I_U_KEY") == 0xff,
-        ),
-    ]
-    .iter()
-    .filter(|(_, bad)| *bad)
-    .map(|(n, _)| {
-        (
-            *n,
-            if btf.func_params_any(n).is_some() {
-                "its prototype has no such argument on this kernel"
-            } else {
-                "no BTF prototype on this kernel (argument positions unknown)"
-            },
-        )
-    })
-    .collect();
-    for r in plan.hooks.iter_mut() {
-        if let Some((_, why)) = unplaced.iter().find(|(n, _)| *n == r.hook.name) {
-            if let Some((c, _)) = r.chosen.take() {
-                r.refused.push((c, why.to_string()));
-            }
-        }
-    }
     let names = Names {
         tcp_states: btf.enum_members("tcp_conntrack").unwrap_or_default(),
         tcp_actions: btf.enum_members("nf_ct_tcp_action").unwrap_or_default(),
@@ -660,6 +636,7 @@ pub fn run() {
         usyms: UserSyms::new(),
         names,
         count: 0,
+        no_dev_said: false,
     });
     let obj = skel.object();
     let drain = Drain::open(obj, channel, |d| state.borrow_mut().on_event(obj, d))

@@ -18,9 +18,25 @@ test_trace_ovs_ct_invalid_flags_netfilter() {
     need root cmd:hping3 cmd:iptables cmd:jq
     netns_pair
     nf_invalid_drop
+    # --dev: the receiver's veth only; the sender's OUTPUT-hook events (no
+    # device yet) are on no device and left out.
+    tool_start trace-ovs-ct-invalid --dev "$VETH2" --src "$IP1" --dport 5555
+    local ondev=$TOOL_OUT ondev_pid=$TOOL_PID
+    tool_start trace-ovs-ct-invalid --src "$IP1" --dport 5555
+    local text=$TOOL_OUT text_pid=$TOOL_PID
     tool_start trace-ovs-ct-invalid --json --src "$IP1" --dport 5555
     in1 hping3 -q -S -F -p 5555 -c 2 -i u300000 "$IP2" >/dev/null 2>&1
     tool_stop 1
+    local json=$TOOL_OUT json_err=$TOOL_ERR
+    TOOL_PID=$text_pid; tool_stop 0
+    TOOL_PID=$ondev_pid; tool_stop 0
+    TOOL_OUT=$json TOOL_ERR=$json_err
+    # a missing device is null / N/A, never an empty name
+    assert_json_none '.dev == ""'
+    assert_no_grep ' dev= ' "$text"
+    local pkt="$IP1:[0-9]+ -> $IP2:5555 TCP \\[FIN,SYN\\]"
+    assert_count_ge 2 "^[0-9:.]+ kfree_skb dev=$VETH2 $pkt" "$ondev"
+    assert_no_grep 'dev=N/A' "$ondev"
     local drop=".probe == \"kfree_skb\" and .saddr == \"$IP1\" and .daddr == \"$IP2\" and .dport == 5555 and ((.tcp_flags | index(\"SYN\")) != null) and ((.tcp_flags | index(\"FIN\")) != null)"
     if grep -q 'field:.* reason;' "$(tracefs)/events/skb/kfree_skb/format" 2>/dev/null; then
         assert_json_ge 2 "$drop and .reason == \"NETFILTER_DROP\" and .dev == \"$VETH2\""
@@ -31,6 +47,14 @@ test_trace_ovs_ct_invalid_flags_netfilter() {
         # tcp_error inside nf_conntrack_tcp_packet answers -NF_ACCEPT; nf_conntrack_in leaves no conntrack.
         assert_json_ge 2 '.probe == "nf_conntrack_tcp_packet:return" and .ret == -1 and .dport == 5555'
         assert_json_ge 2 '.probe == "nf_conntrack_in:return" and .ret == 1 and .nfct == "0x0" and (.verdict | test("INVALID"))'
+        # conntrack at the sender's OUTPUT hook (no device yet) and at the receiver's PREROUTING
+        assert_json_ge 2 'has("dev") and .dev == null and .probe == "nf_conntrack_in" and .dport == 5555'
+        assert_json_ge 2 ".dev == \"$VETH2\" and .probe == \"nf_conntrack_in\" and .dport == 5555"
+        assert_count_ge 2 "^[0-9:.]+ nf_conntrack_in dev=N/A $pkt" "$text"
+        assert_count_ge 2 "^[0-9:.]+ nf_conntrack_in dev=$VETH2 $pkt" "$text"
+        grep -q '^Note: dev=N/A' "$TOOL_ERR" || { cat "$TOOL_ERR"; fail "no note on dev=N/A"; }
+        # --dev left the device-less ones out, kept the receiver's
+        assert_count_ge 2 "^[0-9:.]+ nf_conntrack_in dev=$VETH2 $pkt" "$ondev"
     else
         note "no kprobes on conntrack here: drops only ($(grep -c . "$TOOL_OUT") events)"
         grep -q '^Note: TCP window values need kprobes' "$TOOL_ERR" || { cat "$TOOL_ERR"; fail "no note about the missing kprobes"; }
@@ -66,6 +90,9 @@ test_trace_ovs_ct_invalid_window() {
     local flow=".saddr == \"$IP1\" and .sport == 40000 and .dport == 5201"
     assert_json_ge 1 "$flow and .probe == \"nf_conntrack_tcp_packet\" and .tcp_state == \"ESTABLISHED\" and .sender.td_end > 0 and .sender.td_maxwin > 0 and .receiver.td_end > 0 and (.tcp_seq == 123456 or .tcp_seq == 2147607104)"
     assert_json_ge 1 "$flow and .probe == \"nf_conntrack_tcp_packet:return\" and .ret == -1 and .verdict == \"-NF_ACCEPT (invalid)\""
+    # judged invalid twice: by the sender's conntrack at OUTPUT (no device yet) and the receiver's
+    assert_json_ge 1 "$flow and .probe == \"nf_conntrack_tcp_packet:return\" and .ret == -1 and has(\"dev\") and .dev == null"
+    assert_json_ge 1 "$flow and .probe == \"nf_conntrack_tcp_packet:return\" and .ret == -1 and .dev == \"$VETH2\""
     assert_json_ge 1 "$flow and .probe == \"kfree_skb\" and .reason == \"NETFILTER_DROP\""
     local e
     e=$(jq -c "select($flow and .probe == \"nf_conntrack_tcp_packet:return\" and .ret == -1)" "$TOOL_OUT" | head -1)

@@ -139,6 +139,10 @@ static __always_inline bool dev_ok(const struct pkt_meta *m)
 {
 	if (!n_devs)
 		return true;
+	/* --dev: a packet without a device yet (a local sender's OUTPUT hook) is
+	 * on none of the devices: left out, as the original's name compare did */
+	if (!m->ifname[0])
+		return false;
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
 		if (i >= n_devs)
