@@ -128,8 +128,15 @@ struct State {
     ksyms: Kallsyms,
     usyms: UserSyms,
     summary: bool,
+    /// Counts since the last table.
     rows: HashMap<Key, u64>,
+    /// Counts of the whole run (the table at exit).
+    run_rows: HashMap<Key, u64>,
     total: u64,
+    /// When the interval of `rows` began (attach, then each table).
+    since: Instant,
+    /// When the tool was attached (the start of the whole-run table).
+    started: Instant,
 }
 
 fn bool_word(b: bool) -> &'static str {
@@ -167,6 +174,7 @@ impl State {
                 ct,
                 e.depth,
             );
+            *self.run_rows.entry(k.clone()).or_insert(0) += 1;
             *self.rows.entry(k).or_insert(0) += 1;
             return;
         }
@@ -261,12 +269,29 @@ impl State {
         self.out.line(&s);
     }
 
-    /// The table of the last interval (and reset it).
+    /// The table of the last interval (and reset it). A periodic table is
+    /// headed with `--interval`; the one at exit with the time it really
+    /// covers (since the table before it), followed by the whole run's table.
     fn flush_summary(&mut self, interval: u64, at_exit: bool) {
         if !self.summary || (self.rows.is_empty() && !at_exit) {
             return;
         }
-        let mut rows: Vec<(Key, u64)> = self.rows.drain().collect();
+        let now = Instant::now();
+        let rows: Vec<(Key, u64)> = self.rows.drain().collect();
+        if at_exit {
+            let covered = now.duration_since(self.since).as_secs_f64();
+            self.table(&rows, Span::Last(covered), true);
+            let run: Vec<(Key, u64)> = self.run_rows.iter().map(|(k, n)| (k.clone(), *n)).collect();
+            let whole = now.duration_since(self.started).as_secs_f64();
+            self.table(&run, Span::Run(whole), true);
+        } else {
+            self.table(&rows, Span::Interval(interval), false);
+        }
+        self.since = now;
+    }
+
+    fn table(&mut self, rows: &[(Key, u64)], span: Span, at_exit: bool) {
+        let mut rows = rows.to_vec();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let total: u64 = rows.iter().map(|r| r.1).sum();
         let ct_text = |c: Option<u8>| {
@@ -274,9 +299,8 @@ impl State {
                 .unwrap_or_else(|| "N/A".into())
         };
         if self.out.json() {
-            let v = json!({
+            let mut v = json!({
                 "type": "summary",
-                "interval_s": interval,
                 "final": at_exit,
                 "rows": rows.iter().map(|((s, d, p, sp, dp, r, c, depth), n)| json!({
                     "saddr": s, "daddr": d, "proto": p, "sport": sp, "dport": dp,
@@ -284,6 +308,15 @@ impl State {
                     "depth": depth, "count": n})).collect::<Vec<_>>(),
                 "total": total,
             });
+            // interval_s: the seconds the table covers (for the whole run:
+            // since attach).
+            let (scope, secs) = match span {
+                Span::Interval(s) => ("interval", json!(s)),
+                Span::Last(s) => ("interval", json!(secs3(s))),
+                Span::Run(s) => ("run", json!(secs3(s))),
+            };
+            v["scope"] = json!(scope);
+            v["interval_s"] = secs;
             self.out.event(&v);
             return;
         }
@@ -315,11 +348,32 @@ impl State {
             })
             .collect();
         let now = self.clock.hms(Clock::mono_now_ns());
-        let mut s = format!("--- {now} clone_execute calls, last {interval} s ---\n");
+        let what = match span {
+            Span::Interval(s) => format!("last {s} s"),
+            Span::Last(s) => format!("last {s:.1} s"),
+            Span::Run(s) => format!("whole run, {s:.1} s"),
+        };
+        let mut s = format!("--- {now} clone_execute calls, {what} ---\n");
         s.push_str(&shared::fmt::table(&header, &table));
         s.push_str(&format!("\nTotal: {total}"));
         self.out.line(&s);
     }
+}
+
+/// The time a `--summary` table covers.
+#[derive(Clone, Copy)]
+enum Span {
+    /// A periodic table: `--interval` seconds.
+    Interval(u64),
+    /// The table at exit: the seconds since the table before it.
+    Last(f64),
+    /// The whole run's table at exit: the seconds since attach.
+    Run(f64),
+}
+
+/// Seconds with ms precision (JSON).
+fn secs3(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
 }
 
 pub fn run() {
@@ -396,12 +450,21 @@ pub fn run() {
         usyms: UserSyms::new(),
         summary: args.summary,
         rows: HashMap::new(),
+        run_rows: HashMap::new(),
         total: 0,
+        since: Instant::now(),
+        started: Instant::now(),
     });
     let obj = skel.object();
     let drain = Drain::open(obj, channel, |d| state.borrow_mut().on_event(d))
         .unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
     session.attached(&plan.summary());
+    {
+        // Events are counted from here: the tables' intervals start now.
+        let mut st = state.borrow_mut();
+        st.since = Instant::now();
+        st.started = st.since;
+    }
     let every = Duration::from_secs(args.interval);
     let mut next = Instant::now() + every;
     let result = session.run(
