@@ -58,7 +58,15 @@ test_trace_ip_defrag_ping() {
 
 test_trace_ip_defrag_duplicate() {
     need root cmd:python3 cmd:jq
+    # On 5.10 the crafted fragment that should be dropped never reached the
+    # receiver's IP layer in this topology (IpInReceives counted 3 of 4
+    # fragments): nothing there to report. 6.1 and later deliver it.
+    local kv; kv=$(uname -r | awk -F'[.-]' '{print $1 * 1000 + $2}')
+    [[ $kv -ge 6000 ]] || skip "before 6.0 the crafted duplicate/overlap does not reach ip_defrag in this topology"
     netns_pair
+    # Hand-made fragments are sent once: resolve the neighbour first, or the
+    # first ones can be lost while ARP is pending (seen on 5.10).
+    wait_ping "$NS1" "$IP2"
     tool_start trace_ip_defrag --json --src "$IP1"
     send_frags 0x1234 dup
     tool_stop
@@ -78,7 +86,15 @@ test_trace_ip_defrag_duplicate() {
 
 test_trace_ip_defrag_overlap() {
     need root cmd:python3 cmd:jq
+    # On 5.10 the crafted fragment that should be dropped never reached the
+    # receiver's IP layer in this topology (IpInReceives counted 3 of 4
+    # fragments): nothing there to report. 6.1 and later deliver it.
+    local kv; kv=$(uname -r | awk -F'[.-]' '{print $1 * 1000 + $2}')
+    [[ $kv -ge 6000 ]] || skip "before 6.0 the crafted duplicate/overlap does not reach ip_defrag in this topology"
     netns_pair
+    # Hand-made fragments are sent once: resolve the neighbour first, or the
+    # first ones can be lost while ARP is pending (seen on 5.10).
+    wait_ping "$NS1" "$IP2"
     tool_start trace_ip_defrag --json --src "$IP1" --proto 1
     send_frags 0x1235 overlap
     tool_stop
@@ -92,6 +108,9 @@ test_trace_ip_defrag_overlap() {
 test_trace_ip_defrag_timeout() {
     need root cmd:python3 cmd:jq drop_reasons
     netns_pair
+    # Hand-made fragments are sent once: resolve the neighbour first, or the
+    # first ones can be lost while ARP is pending (seen on 5.10).
+    wait_ping "$NS1" "$IP2"
     # conntrack may already reassemble on the sender's way out (CONNTRACK_OUT).
     in1 sysctl -qw net.ipv4.ipfrag_time=1 || skip "cannot lower net.ipv4.ipfrag_time"
     in2 sysctl -qw net.ipv4.ipfrag_time=1
