@@ -349,7 +349,13 @@ int BPF_KPROBE(kprobe_tcp_error, const struct tcphdr *th, struct sk_buff *skb)
 SEC("tp_btf/ovs_do_execute_action")
 int BPF_PROG(tp_btf_ovs_do_execute_action, void *dp, struct sk_buff *skb, void *key, const struct nlattr *a)
 {
-	__u16 type = BPF_CORE_READ(a, nla_type) & NLA_TYPE_MASK;
+	__u16 type;
+
+	/* 6.12's module BTF marks the argument nullable: the verifier allows
+	 * no arithmetic on it before this check. */
+	if (!a)
+		return 0;
+	type = BPF_CORE_READ(a, nla_type) & NLA_TYPE_MASK;
 	if (type != OVS_ACTION_ATTR_CT)
 		return 0;
 	return ovs_event(ctx, skb, (const void *)a + 4 /* NLA_HDRLEN */, key, PROBE_OVS_CT_EXECUTE);
