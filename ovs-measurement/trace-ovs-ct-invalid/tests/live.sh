@@ -47,12 +47,18 @@ test_trace_ovs_ct_invalid_flags_netfilter() {
         # tcp_error inside nf_conntrack_tcp_packet answers -NF_ACCEPT; nf_conntrack_in leaves no conntrack.
         assert_json_ge 2 '.probe == "nf_conntrack_tcp_packet:return" and .ret == -1 and .dport == 5555'
         assert_json_ge 2 '.probe == "nf_conntrack_in:return" and .ret == 1 and .nfct == "0x0" and (.verdict | test("INVALID"))'
-        # conntrack at the sender's OUTPUT hook (no device yet) and at the receiver's PREROUTING
-        assert_json_ge 2 'has("dev") and .dev == null and .probe == "nf_conntrack_in" and .dport == 5555'
+        # conntrack at the sender's OUTPUT hook (no device yet on 6.1; 6.12 has
+        # the output device there already) and at the receiver's PREROUTING
+        # (the sender's conntrack runs only where that namespace has conntrack
+        # hooks: seen on 6.1, not on 6.12); never an empty device name
+        assert_json_none '.dev == ""'
+        note "sender-side nf_conntrack_in events: $(jcount "(.dev == null or .dev == \"$VETH1\") and .probe == \"nf_conntrack_in\" and .dport == 5555")"
         assert_json_ge 2 ".dev == \"$VETH2\" and .probe == \"nf_conntrack_in\" and .dport == 5555"
-        assert_count_ge 2 "^[0-9:.]+ nf_conntrack_in dev=N/A $pkt" "$text"
+        assert_no_grep "^[0-9:.]+ nf_conntrack_in dev= " "$text"
         assert_count_ge 2 "^[0-9:.]+ nf_conntrack_in dev=$VETH2 $pkt" "$text"
-        grep -q '^Note: dev=N/A' "$TOOL_ERR" || { cat "$TOOL_ERR"; fail "no note on dev=N/A"; }
+        if jq -e 'select(.dev == null)' "$TOOL_OUT" >/dev/null 2>&1; then
+            grep -q '^Note: dev=N/A' "$TOOL_ERR" || { cat "$TOOL_ERR"; fail "no note on dev=N/A"; }
+        fi
         # --dev left the device-less ones out, kept the receiver's
         assert_count_ge 2 "^[0-9:.]+ nf_conntrack_in dev=$VETH2 $pkt" "$ondev"
     else
@@ -91,7 +97,7 @@ test_trace_ovs_ct_invalid_window() {
     assert_json_ge 1 "$flow and .probe == \"nf_conntrack_tcp_packet\" and .tcp_state == \"ESTABLISHED\" and .sender.td_end > 0 and .sender.td_maxwin > 0 and .receiver.td_end > 0 and (.tcp_seq == 123456 or .tcp_seq == 2147607104)"
     assert_json_ge 1 "$flow and .probe == \"nf_conntrack_tcp_packet:return\" and .ret == -1 and .verdict == \"-NF_ACCEPT (invalid)\""
     # judged invalid twice: by the sender's conntrack at OUTPUT (no device yet) and the receiver's
-    assert_json_ge 1 "$flow and .probe == \"nf_conntrack_tcp_packet:return\" and .ret == -1 and has(\"dev\") and .dev == null"
+    assert_json_none '.dev == ""'
     assert_json_ge 1 "$flow and .probe == \"nf_conntrack_tcp_packet:return\" and .ret == -1 and .dev == \"$VETH2\""
     assert_json_ge 1 "$flow and .probe == \"kfree_skb\" and .reason == \"NETFILTER_DROP\""
     local e
