@@ -2,6 +2,8 @@
 # spin_here()). The spinner gets a name of its own so other processes never
 # match; its real CPU time comes from /proc/PID/schedstat.
 source "$ROOT/cpu-measurement/workloads/lib.sh"
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="cpu_monitor_spinner cpu_monitor_two_spinners"
 
 LAST_CPU() { echo $(($(nproc) - 1)); }
 

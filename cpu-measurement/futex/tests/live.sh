@@ -1,6 +1,8 @@
 # Live tests of futex: futex() durations of a program whose threads fight over
 # one pthread mutex, holding it 10 ms each time (workloads/mutexfight.c).
 source "$ROOT/cpu-measurement/workloads/lib.sh"
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="futex_mutex_waits futex_no_stale_entry"
 
 test_futex_mutex_waits() {
     need root cmd:jq tracepoint:syscalls/sys_enter_futex

@@ -4,6 +4,8 @@
 source "$ROOT/cpu-measurement/workloads/lib.sh"
 
 # sum_tid FILE TID: total_us of every JSON entry of thread TID.
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="offcputime_ts_nap_200ms offcputime_ts_attach_fallbacks offcputime_ts_stack_modes"
 sum_tid() { jq -s "[.[] | select(.tid == $2) | .total_us] | add // 0" "$1"; }
 
 # One 200 ms nap in nap_here: one entry for that thread, ~200 ms, stack names it.

@@ -3,6 +3,8 @@
 # rw-b writer_b() -> lock_it() 3000 times; the counts per thread and the
 # callers in the stacks must match.
 source "$ROOT/cpu-measurement/workloads/lib.sh"
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="pthread_rwlock_wrlock_stack_callers"
 
 uprobe_ok() { [[ -d /sys/bus/event_source/devices/uprobe ]] || skip "kernel has no uprobe PMU"; }
 

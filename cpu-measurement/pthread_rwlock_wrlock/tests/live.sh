@@ -2,6 +2,8 @@
 # pthread rwlock for writing, hold it a known time, and count their own calls
 # and slow (>= 512 us) waits; the histogram must match those counts.
 source "$ROOT/cpu-measurement/workloads/lib.sh"
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="pthread_rwlock_wrlock_contended pthread_rwlock_wrlock_later_process"
 
 uprobe_ok() { [[ -d /sys/bus/event_source/devices/uprobe ]] || skip "kernel has no uprobe PMU"; }
 

@@ -3,6 +3,8 @@
 # adds N "hog" threads that spin (bounded by -s), -W N adds N "lp-worker" threads.
 # Everything is pinned to the last CPU, so hogs make more runnable threads than CPUs.
 source "$ROOT/cpu-measurement/workloads/lib.sh"
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="sched_latency_monitor_contention sched_latency_monitor_two_processes"
 
 LAST_CPU() { echo $(($(nproc) - 1)); }
 

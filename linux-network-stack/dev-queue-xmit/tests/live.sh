@@ -3,6 +3,8 @@
 # namespaces.
 
 source "$(dirname "${BASH_SOURCE[0]}")/snap_lib.sh"
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="dev_queue_xmit_gso dev_queue_xmit_dhcp"
 
 test_dev_queue_xmit_gso() {
     snap_pair

@@ -1,4 +1,6 @@
 # Live tests of trace-abnormal-arp: arping between two namespaces.
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="trace_abnormal_arp_requests"
 
 test_trace_abnormal_arp_requests() {
     need root cmd:arping cmd:jq

@@ -2,6 +2,8 @@
 # conntrack rule; OVS ct() actions in the VM kernels.
 
 source "$(dirname "${BASH_SOURCE[0]}")/ct_lib.sh"
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="trace_ct_tcp_conntrack trace_ct_filters_file trace_ct_ovs_zone_commit_label trace_ct_ovs_text"
 
 test_trace_ct_tcp_conntrack() {
     ct_pair

@@ -2,6 +2,8 @@
 # conntrack rule between two namespaces, one line per event.
 
 source "$(dirname "${BASH_SOURCE[0]}")/../../trace_ct/tests/ct_lib.sh"
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="trace_ct_multi_conn_two_servers"
 
 test_trace_ct_multi_conn_two_servers() {
     ct_pair

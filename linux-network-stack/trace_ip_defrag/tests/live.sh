@@ -1,6 +1,8 @@
 # Live tests of trace_ip_defrag: real fragments between two network
 # namespaces (veth, MTU 1500), from ping -s 4000 and from hand-made fragments
 # sent through a raw socket (tests/send_frags.py).
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="trace_ip_defrag_ping trace_ip_defrag_duplicate trace_ip_defrag_overlap trace_ip_defrag_timeout trace_ip_defrag_kprobe"
 
 DEFRAG_DIR=$(dirname "${BASH_SOURCE[0]}")
 

@@ -5,6 +5,8 @@ source "$ROOT/ovs-measurement/testlib-ovs.sh"
 # Five first pings of a flow: five Echo Request upcalls (and the replies, which
 # miss too), seq 1, from port 1, each timed 0 < t < 1 s. Then the same flow
 # again while its megaflow is installed: no upcall, no event.
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="ovs_upcall_execute_icmp ovs_upcall_execute_split ovs_upcall_execute_tracepoint_tcp"
 test_ovs_upcall_execute_icmp() {
     need root cmd:ping cmd:jq
     ovs_ready

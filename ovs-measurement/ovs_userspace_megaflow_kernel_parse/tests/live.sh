@@ -6,6 +6,8 @@ source "$ROOT/ovs-measurement/testlib-ovs.sh"
 # case): the upcall and the flow put; in_port, both MACs (all six bytes of the
 # destination: the original overwrote its first two with in_port), the
 # Ethernet mask and the whole megaflow equal the datapath's flow.
+# On the other kernels of the matrix (MAIN_ONLY=1) only these run.
+MAIN_TESTS="ovs_userspace_megaflow_kernel_parse_icmp"
 test_ovs_userspace_megaflow_kernel_parse_icmp() {
     need root cmd:ping
     ovs_ready

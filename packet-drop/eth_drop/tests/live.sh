@@ -2,7 +2,7 @@
 # between two network namespaces (helpers: scripts/lib/testlib.sh).
 
 # Run on every kernel of the matrix even when time is short (MAIN_ONLY=1).
-MAIN_TESTS="eth_drop_arp eth_drop_ipv6 eth_drop_vlan eth_drop_vlan_tagged_frames eth_drop_json eth_drop_attach_tracepoint eth_drop_attach_fentry eth_drop_attach_kprobe"
+MAIN_TESTS="eth_drop_arp eth_drop_ipv6 eth_drop_vlan_tagged_frames eth_drop_attach_tracepoint eth_drop_attach_fentry eth_drop_attach_kprobe"
 
 # The reason the running kernel reports for a drop, or N/A where it has none.
 eth_drop_reason() {

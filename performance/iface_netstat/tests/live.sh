@@ -4,7 +4,7 @@
 # netns, and counts queues in this netns's sysfs).
 
 # Run on every kernel of the matrix even when time is short (MAIN_ONLY=1).
-MAIN_TESTS="iface_netstat_sizes iface_netstat_attach_tracepoint iface_netstat_bad_input"
+MAIN_TESTS="iface_netstat_sizes iface_netstat_attach_tracepoint"
 
 # qpair [QUEUES]: $NS1/$NS2, $VETH1 (NS1, $IP1) <-> $VETH2 (NS2, $IP2), MTU
 # 65000, IPv6 disabled, permanent neighbour entries. $BIN_DIR is switched to a

@@ -2,7 +2,7 @@
 # Linux bridge (host kernel, tracepoints) or an OVS bridge (VM kernels,
 # kprobes). Topology: performance/system-network/testlib.sh (lat_topo).
 source "$ROOT/performance/system-network/testlib.sh"
-MAIN_TESTS="icmp_rtt_latency_outgoing icmp_rtt_latency_incoming icmp_rtt_latency_netem icmp_rtt_latency_bad_input"
+MAIN_TESTS="icmp_rtt_latency_outgoing icmp_rtt_latency_incoming icmp_rtt_latency_netem"
 
 # Every record: the ping's id, seq 1..N, segments >= 0 adding up to the RTT,
 # and the stages this kernel and topology must show.

@@ -3,7 +3,7 @@
 # internal port and bridge (VM kernels, kprobes).
 # Topology: performance/system-network/testlib.sh.
 source "$ROOT/performance/system-network/testlib.sh"
-MAIN_TESTS="tcp_latency_outgoing tcp_latency_incoming tcp_latency_bad_input"
+MAIN_TESTS="tcp_latency_outgoing tcp_latency_incoming"
 
 # listen NS_CMD PORT: an nc that accepts connection after connection.
 listen() {

@@ -3,7 +3,7 @@
 # tap through /dev/vhost-net), bridged with a veth ("physical NIC") whose peer
 # is a netns (the "wire"). Linux bridge: the OVS stages are N/A, segment [0->6].
 
-MAIN_TESTS="vm_latency_tx_udp vm_latency_rx_icmp vm_latency_readme_example vm_latency_vhost"
+MAIN_TESTS="vm_latency_tx_udp vm_latency_rx_icmp vm_latency_vhost"
 
 source "$ROOT/scripts/lib/tapguest.sh"
 
