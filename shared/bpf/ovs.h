@@ -150,3 +150,27 @@ static __always_inline bool parse_skb_data(struct sk_buff *skb, struct pkt_meta 
 	}
 	return true;
 }
+
+/* The three ways onto ovs_dp_upcall(dp, skb, key, upcall_info): the
+ * tracepoint (tp_btf), fentry and kprobe, each calling
+ * handler(ctx, skb, key, info). User space loads the one its hook table
+ * picks (shared::hooks) and leaves the others unloaded. */
+#define OVS_DP_UPCALL_PROGS(handler)                                                         \
+	SEC("tp_btf/ovs_dp_upcall")                                                          \
+	int BPF_PROG(tp_btf_ovs_dp_upcall, void *dp, struct sk_buff *skb,                    \
+		     const struct sw_flow_key *key, const struct dp_upcall_info *info)       \
+	{                                                                                    \
+		return handler(ctx, skb, key, info);                                         \
+	}                                                                                    \
+	SEC("fentry/ovs_dp_upcall")                                                          \
+	int BPF_PROG(fentry_ovs_dp_upcall, void *dp, struct sk_buff *skb,                    \
+		     const struct sw_flow_key *key, const struct dp_upcall_info *info)       \
+	{                                                                                    \
+		return handler(ctx, skb, key, info);                                         \
+	}                                                                                    \
+	SEC("kprobe/ovs_dp_upcall")                                                          \
+	int BPF_KPROBE(kprobe_ovs_dp_upcall, void *dp, struct sk_buff *skb,                  \
+		       const struct sw_flow_key *key, const struct dp_upcall_info *info)     \
+	{                                                                                    \
+		return handler(ctx, skb, key, info);                                         \
+	}

@@ -99,6 +99,25 @@ pub fn prepare(obj: &mut OpenObject, plan: &Plan) -> Channel {
     Channel::PerfBuf
 }
 
+/// Fill `PREFIX_LO` / `PREFIX_HI`, the rodata arrays of `DECLARE_FN_RANGES`
+/// (shared/bpf/fnrange.h), with up to `FN_RANGES_MAX` (4) address ranges
+/// from [`crate::ksyms::function_ranges`]; the rest stay 0 (unused).
+pub fn set_function_ranges(
+    obj: &mut OpenObject,
+    prefix: &str,
+    ranges: &[(u64, u64)],
+) -> Result<(), String> {
+    const FN_RANGES_MAX: usize = 4;
+    let mut lo = [0u8; FN_RANGES_MAX * 8];
+    let mut hi = [0u8; FN_RANGES_MAX * 8];
+    for (i, (a, b)) in ranges.iter().take(FN_RANGES_MAX).enumerate() {
+        lo[i * 8..i * 8 + 8].copy_from_slice(&a.to_ne_bytes());
+        hi[i * 8..i * 8 + 8].copy_from_slice(&b.to_ne_bytes());
+    }
+    set_rodata(obj, &format!("{prefix}_LO"), &lo)?;
+    set_rodata(obj, &format!("{prefix}_HI"), &hi)
+}
+
 /// Write `bytes` into the `.rodata` variable `var` (a `const volatile` global)
 /// before load. The size must match the variable's.
 pub fn set_rodata(obj: &mut OpenObject, var: &str, bytes: &[u8]) -> Result<(), String> {

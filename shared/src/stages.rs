@@ -799,6 +799,83 @@ pub fn run_loop(
     expired
 }
 
+/// A latency tool's event state, as the shared run (`trace`) needs it.
+pub trait LatencyState {
+    fn on_event(&mut self, obj: &Object, data: &[u8]);
+    /// Where interval and summary histograms go.
+    fn output_and_latencies(&mut self) -> (&mut Output, &mut Latencies);
+    fn check(&self) -> DeltaCheck;
+    /// Records reported, and those under the threshold where the tool has one.
+    fn reported(&self) -> (u64, Option<u64>);
+}
+
+/// The words and switches of one latency tool's run.
+pub struct TraceRun {
+    /// Histogram noun: "packet(s)".
+    pub noun: &'static str,
+    /// End-of-run count label: "packets reported".
+    pub reported: &'static str,
+    /// --interval, seconds.
+    pub interval: Option<u64>,
+    /// --summary.
+    pub summary: bool,
+    /// A flow not completed after this long is swept and counted as expired.
+    pub max_age_ns: u64,
+    /// "Detaching..." and "Exiting." around the summary, as icmp_rtt_latency's
+    /// original printed them.
+    pub farewell: bool,
+}
+
+/// Everything after attach for the stage-latency tools: drain events until
+/// Ctrl-C / --duration (sweeping stale flows, printing interval histograms),
+/// detach in the background, then the last histograms, the summary and the
+/// end-of-run counts line.
+pub fn trace<S: LatencyState>(
+    session: &mut Session,
+    obj: &Object,
+    channel: crate::bpf::Channel,
+    attached: &str,
+    links: Vec<libbpf_rs::Link>,
+    state: S,
+    run: TraceRun,
+) {
+    let state = std::cell::RefCell::new(state);
+    let drain = Drain::open(obj, channel, |d| state.borrow_mut().on_event(obj, d))
+        .unwrap_or_else(|e| crate::die(crate::EXIT_RUNTIME, e));
+    session.attached(attached);
+    let interval = run.interval.map(std::time::Duration::from_secs);
+    let expired = run_loop(session, &drain, obj, run.max_age_ns, interval, || {
+        let mut st = state.borrow_mut();
+        let (out, lat) = st.output_and_latencies();
+        lat.emit_interval(out, run.noun);
+    });
+    let detached = detach_in_background(links);
+    drain.flush();
+    let end = EndCounts {
+        counters: Counters::read(obj, expired),
+        check: state.borrow().check(),
+        lost: drain.lost(obj),
+    };
+    let mut st = state.borrow_mut();
+    let (reported, below) = st.reported();
+    let (out, lat) = st.output_and_latencies();
+    if interval.is_some() {
+        lat.emit_interval(out, run.noun);
+    }
+    if run.farewell {
+        out.banner("Detaching...");
+    }
+    if run.summary {
+        lat.emit_summary(out, run.noun, &end);
+    }
+    eprintln!("{}", end.line(run.reported, reported, below));
+    if run.farewell {
+        out.banner("Exiting.");
+    }
+    session.verbose_footer();
+    let _ = detached.join();
+}
+
 /// Detach `links` on another thread while the caller prints its summary
 /// (each fentry/kprobe detach patches kernel text; under emulation that takes
 /// a tenth of a second per link). Join the handle before exiting.

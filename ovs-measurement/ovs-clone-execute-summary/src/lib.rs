@@ -412,16 +412,9 @@ pub fn run() {
     let cfg = |o: &mut libbpf_rs::OpenObject, name: &str, b: &[u8]| {
         bpf::set_rodata(o, name, b).unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e))
     };
-    let mut lo = [0u8; 32];
-    let mut hi = [0u8; 32];
-    for (i, (a, b)) in ce.iter().take(4).enumerate() {
-        lo[i * 8..i * 8 + 8].copy_from_slice(&a.to_ne_bytes());
-        hi[i * 8..i * 8 + 8].copy_from_slice(&b.to_ne_bytes());
-    }
     let o = open.open_object_mut();
     cfg(o, "FILTER", filter.as_bytes());
-    cfg(o, "CE_LO", &lo);
-    cfg(o, "CE_HI", &hi);
+    bpf::set_function_ranges(o, "CE", &ce).unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
     cfg(o, "min_depth", &[args.min_depth]);
     cfg(o, "want_ustack", &[u8::from(args.user_stack)]);
     let mut skel = bpf::load(open);

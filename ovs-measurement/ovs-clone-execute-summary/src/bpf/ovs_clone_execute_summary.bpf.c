@@ -17,6 +17,7 @@
 #include "common.h"
 #include "skb.h"
 #include "ovs.h"
+#include "fnrange.h"
 
 #define MAX_KFRAMES 40
 #define MAX_UFRAMES 20
@@ -45,19 +46,10 @@ struct ce_event {
 };
 
 const volatile struct pkt_filter FILTER = {};
-const volatile __u64 CE_LO[4] = {};
-const volatile __u64 CE_HI[4] = {};
+/* clone_execute (and split parts) */
+DECLARE_FN_RANGES(CE, in_ce)
 const volatile __u8 min_depth = 2;
 const volatile bool want_ustack = false;
-
-static __always_inline bool in_ce(__u64 a)
-{
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-		if (CE_LO[i] && a >= CE_LO[i] && a < CE_HI[i])
-			return true;
-	return false;
-}
 
 /* The depth counter lives in map memory: a register would hold a different
  * constant on every path through the frame loop and the verifier could not

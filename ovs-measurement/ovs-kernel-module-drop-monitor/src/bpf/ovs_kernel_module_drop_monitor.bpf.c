@@ -14,6 +14,7 @@
 #include "common.h"
 #include "skb.h"
 #include "ovs.h"
+#include "fnrange.h"
 
 struct ce_rec {
 	__u64 ts;
@@ -65,8 +66,8 @@ struct drop_event {
 };
 
 const volatile struct pkt_filter FILTER = {};
-const volatile __u64 CE_LO[4] = {};  /* clone_execute (and split parts) */
-const volatile __u64 CE_HI[4] = {};
+/* clone_execute (and split parts) */
+DECLARE_FN_RANGES(CE, in_clone_execute)
 const volatile __u64 MOD_LO = 0;     /* openvswitch.ko text */
 const volatile __u64 MOD_HI = 0;
 const volatile bool all_ovs = false;
@@ -98,15 +99,6 @@ struct {
 } ex_by_skb SEC(".maps");
 
 DECLARE_STACK_MAP(stacks, 4096);
-
-static __always_inline bool in_clone_execute(__u64 loc)
-{
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-		if (CE_LO[i] && loc >= CE_LO[i] && loc < CE_HI[i])
-			return true;
-	return false;
-}
 
 static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason,
 					bool has_reason)

@@ -208,26 +208,7 @@ static __always_inline int on_execute(void *ctx, struct sk_buff *skb, __u8 hook)
 }
 
 /* ---- start: the upcall ---- */
-SEC("tp_btf/ovs_dp_upcall")
-int BPF_PROG(tp_btf_ovs_dp_upcall, void *dp, struct sk_buff *skb, const struct sw_flow_key *key,
-	     const struct dp_upcall_info *info)
-{
-	return on_upcall(ctx, skb, key, info);
-}
-
-SEC("fentry/ovs_dp_upcall")
-int BPF_PROG(fentry_ovs_dp_upcall, void *dp, struct sk_buff *skb, const struct sw_flow_key *key,
-	     const struct dp_upcall_info *info)
-{
-	return on_upcall(ctx, skb, key, info);
-}
-
-SEC("kprobe/ovs_dp_upcall")
-int BPF_KPROBE(kprobe_ovs_dp_upcall, void *dp, struct sk_buff *skb, const struct sw_flow_key *key,
-	       const struct dp_upcall_info *info)
-{
-	return on_upcall(ctx, skb, key, info);
-}
+OVS_DP_UPCALL_PROGS(on_upcall)
 
 /* ---- end: the packet comes back (OVS_PACKET_CMD_EXECUTE) ---- */
 SEC("fentry/ovs_flow_key_extract_userspace")

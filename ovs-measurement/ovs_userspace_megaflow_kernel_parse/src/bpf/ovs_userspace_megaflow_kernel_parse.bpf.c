@@ -197,26 +197,7 @@ static __always_inline int on_upcall(void *ctx, struct sk_buff *skb, const struc
 	return 0;
 }
 
-SEC("tp_btf/ovs_dp_upcall")
-int BPF_PROG(tp_btf_ovs_dp_upcall, void *dp, struct sk_buff *skb, const struct sw_flow_key *key,
-	     const struct dp_upcall_info *info)
-{
-	return on_upcall(ctx, skb, key, info);
-}
-
-SEC("fentry/ovs_dp_upcall")
-int BPF_PROG(fentry_ovs_dp_upcall, void *dp, struct sk_buff *skb, const struct sw_flow_key *key,
-	     const struct dp_upcall_info *info)
-{
-	return on_upcall(ctx, skb, key, info);
-}
-
-SEC("kprobe/ovs_dp_upcall")
-int BPF_KPROBE(kprobe_ovs_dp_upcall, void *dp, struct sk_buff *skb, const struct sw_flow_key *key,
-	       const struct dp_upcall_info *info)
-{
-	return on_upcall(ctx, skb, key, info);
-}
+OVS_DP_UPCALL_PROGS(on_upcall)
 
 /* Copy attribute payload `d` of length `dl` into `dst` if it has `want` bytes. */
 #define TAKE(dst, want)                                                        \

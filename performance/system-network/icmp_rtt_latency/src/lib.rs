@@ -4,10 +4,8 @@
 //! local IP stack, OVS internal port, OVS datapath (fast path or upcall),
 //! physical NIC. Stages the running kernel has no hook for are N/A.
 
-use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -16,7 +14,6 @@ use serde_json::{json, Value};
 
 use shared::bpf;
 use shared::cli::{parse_ifname, parse_interval, parse_ipv4, usage_error, CommonArgs};
-use shared::events::Drain;
 use shared::hooks::{Candidate, HookPoint, Kind};
 use shared::ksyms::Kallsyms;
 use shared::output::Output;
@@ -380,6 +377,21 @@ fn skip_suffix(seg: &Segment, stages: &Stages) -> String {
     format!(" ({} N/A)", names.join(","))
 }
 
+impl stages::LatencyState for State {
+    fn on_event(&mut self, obj: &Object, data: &[u8]) {
+        State::on_event(self, obj, data)
+    }
+    fn output_and_latencies(&mut self) -> (&mut Output, &mut Latencies) {
+        (&mut self.out, &mut self.lat)
+    }
+    fn check(&self) -> DeltaCheck {
+        self.check
+    }
+    fn reported(&self) -> (u64, Option<u64>) {
+        (self.reported, Some(self.below))
+    }
+}
+
 impl State {
     fn seg_desc(&self, seg: &Segment) -> String {
         let l = |id: u8| self.stages.get(id).map(|s| s.label()).unwrap_or_default();
@@ -715,7 +727,7 @@ pub fn run() {
         dir_name(args.direction)
     ));
 
-    let state = RefCell::new(State {
+    let state = State {
         out,
         clock: session.clock,
         ksyms: Kallsyms::new(),
@@ -727,40 +739,23 @@ pub fn run() {
         check: DeltaCheck::default(),
         reported: 0,
         below: 0,
-    });
-    let obj = skel.object();
-    let drain = Drain::open(obj, channel, |d| state.borrow_mut().on_event(obj, d))
-        .unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
-    session.attached(&plan.summary());
-    let interval = args.interval.map(Duration::from_secs);
-    let expired = stages::run_loop(&session, &drain, obj, MAX_AGE_NS, interval, || {
-        let mut st = state.borrow_mut();
-        let st = &mut *st;
-        st.lat.emit_interval(&mut st.out, "round trip(s)");
-    });
-    let detached = stages::detach_in_background(links);
-    drain.flush();
-    let end = stages::EndCounts {
-        counters: stages::Counters::read(obj, expired),
-        check: state.borrow().check,
-        lost: drain.lost(obj),
     };
-    let mut st = state.borrow_mut();
-    let st = &mut *st;
-    if interval.is_some() {
-        st.lat.emit_interval(&mut st.out, "round trip(s)");
-    }
-    st.out.banner("Detaching...");
-    if args.summary {
-        st.lat.emit_summary(&mut st.out, "round trip(s)", &end);
-    }
-    eprintln!(
-        "{}",
-        end.line("round trips reported", st.reported, Some(st.below))
+    stages::trace(
+        &mut session,
+        skel.object(),
+        channel,
+        &plan.summary(),
+        links,
+        state,
+        stages::TraceRun {
+            noun: "round trip(s)",
+            reported: "round trips reported",
+            interval: args.interval,
+            summary: args.summary,
+            max_age_ns: MAX_AGE_NS,
+            farewell: true,
+        },
     );
-    st.out.banner("Exiting.");
-    session.verbose_footer();
-    let _ = detached.join();
 }
 
 #[cfg(test)]

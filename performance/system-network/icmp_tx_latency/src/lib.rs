@@ -2,10 +2,8 @@
 //! layer to the physical NIC, and in which stage (OVS internal port, datapath,
 //! upcall, actions, output)? Requests are keyed by (src, dst, ICMP id, seq).
 
-use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -14,7 +12,6 @@ use serde_json::{json, Value};
 
 use shared::bpf;
 use shared::cli::{parse_ifname, parse_interval, parse_ipv4, usage_error, CommonArgs};
-use shared::events::Drain;
 use shared::hooks::{Candidate, HookPoint, Kind};
 use shared::ksyms::Kallsyms;
 use shared::output::Output;
@@ -196,6 +193,21 @@ struct State {
     check: DeltaCheck,
     reported: u64,
     below: u64,
+}
+
+impl stages::LatencyState for State {
+    fn on_event(&mut self, obj: &Object, data: &[u8]) {
+        State::on_event(self, obj, data)
+    }
+    fn output_and_latencies(&mut self) -> (&mut Output, &mut Latencies) {
+        (&mut self.out, &mut self.lat)
+    }
+    fn check(&self) -> DeltaCheck {
+        self.check
+    }
+    fn reported(&self) -> (u64, Option<u64>) {
+        (self.reported, Some(self.below))
+    }
 }
 
 impl State {
@@ -380,7 +392,7 @@ pub fn run() {
     out.event(&stg.start_json("icmp_tx_latency"));
     out.banner("Tracing ICMP TX latencies... Hit Ctrl-C to end.");
 
-    let state = RefCell::new(State {
+    let state = State {
         out,
         clock: session.clock,
         ksyms: Kallsyms::new(),
@@ -391,38 +403,23 @@ pub fn run() {
         check: DeltaCheck::default(),
         reported: 0,
         below: 0,
-    });
-    let obj = skel.object();
-    let drain = Drain::open(obj, channel, |d| state.borrow_mut().on_event(obj, d))
-        .unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
-    session.attached(&plan.summary());
-    let interval = args.interval.map(Duration::from_secs);
-    let expired = stages::run_loop(&session, &drain, obj, MAX_AGE_NS, interval, || {
-        let mut st = state.borrow_mut();
-        let st = &mut *st;
-        st.lat.emit_interval(&mut st.out, "request(s)");
-    });
-    let detached = stages::detach_in_background(links);
-    drain.flush();
-    let end = stages::EndCounts {
-        counters: stages::Counters::read(obj, expired),
-        check: state.borrow().check,
-        lost: drain.lost(obj),
     };
-    let mut st = state.borrow_mut();
-    let st = &mut *st;
-    if interval.is_some() {
-        st.lat.emit_interval(&mut st.out, "request(s)");
-    }
-    if args.summary {
-        st.lat.emit_summary(&mut st.out, "request(s)", &end);
-    }
-    eprintln!(
-        "{}",
-        end.line("requests reported", st.reported, Some(st.below))
+    stages::trace(
+        &mut session,
+        skel.object(),
+        channel,
+        &plan.summary(),
+        links,
+        state,
+        stages::TraceRun {
+            noun: "request(s)",
+            reported: "requests reported",
+            interval: args.interval,
+            summary: args.summary,
+            max_age_ns: MAX_AGE_NS,
+            farewell: false,
+        },
     );
-    session.verbose_footer();
-    let _ = detached.join();
 }
 
 #[cfg(test)]

@@ -4,10 +4,8 @@
 //! direction: outgoing (IP output -> OVS -> NIC queue) or incoming (NIC -> OVS
 //! -> tcp_v4_rcv).
 
-use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -15,7 +13,6 @@ use serde_json::{json, Value};
 
 use shared::bpf;
 use shared::cli::{parse_ifname, parse_interval, parse_ipv4, usage_error, CommonArgs};
-use shared::events::Drain;
 use shared::hooks::{Candidate, HookPoint, Kind};
 use shared::output::Output;
 use shared::runner::Session;
@@ -293,6 +290,21 @@ fn endpoint(addr: Ipv4Addr, port: u16) -> String {
     format!("{addr}:{port}")
 }
 
+impl stages::LatencyState for State {
+    fn on_event(&mut self, _obj: &libbpf_rs::Object, data: &[u8]) {
+        State::on_event(self, data)
+    }
+    fn output_and_latencies(&mut self) -> (&mut Output, &mut Latencies) {
+        (&mut self.out, &mut self.lat)
+    }
+    fn check(&self) -> DeltaCheck {
+        self.check
+    }
+    fn reported(&self) -> (u64, Option<u64>) {
+        (self.reported, None)
+    }
+}
+
 impl State {
     fn on_event(&mut self, data: &[u8]) {
         match stages::decode(data) {
@@ -517,7 +529,7 @@ pub fn run() {
     out.event(&stg.start_json("tcp_latency"));
     out.banner("Tracing TCP segments... Hit Ctrl-C to end.");
 
-    let state = RefCell::new(State {
+    let state = State {
         out,
         clock: session.clock,
         quiet: args.quiet_stages,
@@ -525,35 +537,23 @@ pub fn run() {
         lat: Latencies::new(),
         check: DeltaCheck::default(),
         reported: 0,
-    });
-    let obj = skel.object();
-    let drain = Drain::open(obj, channel, |d| state.borrow_mut().on_event(d))
-        .unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
-    session.attached(&plan.summary());
-    let interval = args.interval.map(Duration::from_secs);
-    let expired = stages::run_loop(&session, &drain, obj, MAX_AGE_NS, interval, || {
-        let mut st = state.borrow_mut();
-        let st = &mut *st;
-        st.lat.emit_interval(&mut st.out, "segment(s)");
-    });
-    let detached = stages::detach_in_background(links);
-    drain.flush();
-    let end = stages::EndCounts {
-        counters: stages::Counters::read(obj, expired),
-        check: state.borrow().check,
-        lost: drain.lost(obj),
     };
-    let mut st = state.borrow_mut();
-    let st = &mut *st;
-    if interval.is_some() {
-        st.lat.emit_interval(&mut st.out, "segment(s)");
-    }
-    if args.summary {
-        st.lat.emit_summary(&mut st.out, "segment(s)", &end);
-    }
-    eprintln!("{}", end.line("segments completed", st.reported, None));
-    session.verbose_footer();
-    let _ = detached.join();
+    stages::trace(
+        &mut session,
+        skel.object(),
+        channel,
+        &plan.summary(),
+        links,
+        state,
+        stages::TraceRun {
+            noun: "segment(s)",
+            reported: "segments completed",
+            interval: args.interval,
+            summary: args.summary,
+            max_age_ns: MAX_AGE_NS,
+            farewell: false,
+        },
+    );
 }
 
 #[cfg(test)]
