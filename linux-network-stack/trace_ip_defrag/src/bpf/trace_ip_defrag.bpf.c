@@ -7,6 +7,7 @@
  * running kernel supports (HOOKS in src/lib.rs). */
 #include "common.h"
 #include "skb.h"
+#include "fnrange.h"
 
 enum {
 	EV_IP_DEFRAG = 1,
@@ -50,6 +51,12 @@ struct defrag_event {
 const volatile struct pkt_filter FILTER = {};
 /* Drop reasons that are about fragments (values from the kernel's BTF; 0 unused). */
 const volatile __u32 frag_reasons[4] = {};
+/* kfree_skb_list(_reason) and skb_release_data: where a reassembled
+ * datagram's fragments (its frag_list) are freed with it. That goes through
+ * kfree_skb without a reason (NOT_SPECIFIED) even when the datagram was
+ * delivered and consumed (5.10 to 6.18): a normal release, not a drop. */
+DECLARE_FN_RANGES(FRAG_LIST_FREE, in_frag_list_free)
+const volatile __u32 reason_not_specified = 0;
 
 DECLARE_STACK_MAP(stacks, 8192);
 
@@ -189,6 +196,9 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u64 locatio
 	if (!parse_skb(skb, &m, false) || !filter_match(&FILTER, &m))
 		return 0;
 	if (!is_fragment(&m) && !(has_reason && frag_reason(reason)))
+		return 0;
+	if (location && in_frag_list_free(location) &&
+	    (!has_reason || reason == reason_not_specified))
 		return 0;
 	e = event_reserve(sizeof(*e));
 	if (!e)
