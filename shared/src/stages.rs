@@ -809,6 +809,38 @@ pub trait LatencyState {
     fn reported(&self) -> (u64, Option<u64>);
 }
 
+/// [`LatencyState`] for a tool's state struct with the fields `out: Output`,
+/// `lat: Latencies`, `check: DeltaCheck`, `reported: u64` (and `below: u64`
+/// where the tool has a threshold: `impl_latency_state!(State, below)`) and a
+/// method `on_event(&mut self, &Object, &[u8])`.
+#[macro_export]
+macro_rules! impl_latency_state {
+    ($ty:ty) => {
+        $crate::impl_latency_state!(@impl $ty, |_: &$ty| None);
+    };
+    ($ty:ty, below) => {
+        $crate::impl_latency_state!(@impl $ty, |s: &$ty| Some(s.below));
+    };
+    (@impl $ty:ty, $below:expr) => {
+        impl $crate::stages::LatencyState for $ty {
+            fn on_event(&mut self, obj: &::libbpf_rs::Object, data: &[u8]) {
+                <$ty>::on_event(self, obj, data)
+            }
+            fn output_and_latencies(
+                &mut self,
+            ) -> (&mut $crate::output::Output, &mut $crate::stages::Latencies) {
+                (&mut self.out, &mut self.lat)
+            }
+            fn check(&self) -> $crate::stages::DeltaCheck {
+                self.check
+            }
+            fn reported(&self) -> (u64, Option<u64>) {
+                (self.reported, ($below)(self))
+            }
+        }
+    };
+}
+
 /// The words and switches of one latency tool's run.
 pub struct TraceRun {
     /// Histogram noun: "packet(s)".

@@ -195,20 +195,7 @@ struct State {
     below: u64,
 }
 
-impl stages::LatencyState for State {
-    fn on_event(&mut self, obj: &Object, data: &[u8]) {
-        State::on_event(self, obj, data)
-    }
-    fn output_and_latencies(&mut self) -> (&mut Output, &mut Latencies) {
-        (&mut self.out, &mut self.lat)
-    }
-    fn check(&self) -> DeltaCheck {
-        self.check
-    }
-    fn reported(&self) -> (u64, Option<u64>) {
-        (self.reported, Some(self.below))
-    }
-}
+shared::impl_latency_state!(State, below);
 
 impl State {
     fn on_event(&mut self, obj: &Object, data: &[u8]) {

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use clap::{Parser, ValueEnum};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::Object;
 use serde_json::{json, Value};
 
 use shared::bpf;
@@ -290,23 +291,10 @@ fn endpoint(addr: Ipv4Addr, port: u16) -> String {
     format!("{addr}:{port}")
 }
 
-impl stages::LatencyState for State {
-    fn on_event(&mut self, _obj: &libbpf_rs::Object, data: &[u8]) {
-        State::on_event(self, data)
-    }
-    fn output_and_latencies(&mut self) -> (&mut Output, &mut Latencies) {
-        (&mut self.out, &mut self.lat)
-    }
-    fn check(&self) -> DeltaCheck {
-        self.check
-    }
-    fn reported(&self) -> (u64, Option<u64>) {
-        (self.reported, None)
-    }
-}
+shared::impl_latency_state!(State);
 
 impl State {
-    fn on_event(&mut self, data: &[u8]) {
+    fn on_event(&mut self, _obj: &Object, data: &[u8]) {
         match stages::decode(data) {
             Some(Record::Hit(h)) => self.on_hit(&h),
             Some(Record::Flow(e)) => self.on_flow(&e),
