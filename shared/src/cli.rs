@@ -143,6 +143,15 @@ pub struct PacketFilterArgs {
 }
 
 impl PacketFilterArgs {
+    /// Exit 2 when a port filter is given with `--protocol icmp` (no ports to match).
+    pub fn require_ports_with_l4(&self) {
+        if self.protocol == Protocol::Icmp && (self.src_port.is_some() || self.dst_port.is_some()) {
+            usage_error(
+                "invalid value for '--src-port/--dst-port': ports need --protocol tcp, udp or all",
+            );
+        }
+    }
+
     /// Exit 2 unless every address given is IPv4.
     pub fn require_ipv4(&self) {
         for (flag, a) in [("--src", self.src), ("--dst", self.dst)] {

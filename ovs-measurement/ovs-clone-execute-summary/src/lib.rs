@@ -14,7 +14,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use serde_json::json;
 
 use shared::bpf;
-use shared::cli::{parse_interval, CommonArgs, PacketFilterArgs, Protocol};
+use shared::cli::{parse_interval, CommonArgs, PacketFilterArgs};
 use shared::events::Drain;
 use shared::filter::RawPktFilter;
 use shared::hooks::{Candidate, HookPoint, Kind};
@@ -379,13 +379,7 @@ fn secs3(s: f64) -> f64 {
 pub fn run() {
     let args: Args = shared::cli::parse();
     args.filter.require_ipv4();
-    if args.filter.protocol == Protocol::Icmp
-        && (args.filter.src_port.is_some() || args.filter.dst_port.is_some())
-    {
-        shared::cli::usage_error(
-            "invalid value for '--src-port/--dst-port': ports need --protocol tcp, udp or all",
-        );
-    }
+    args.filter.require_ports_with_l4();
     let mut out = Output::stdout(args.common.json);
     let mut session = Session::start(args.common.duration, args.common.verbose);
     if !args.common.explain {
