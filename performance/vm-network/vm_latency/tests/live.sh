@@ -25,8 +25,11 @@ test_vm_latency_tx_udp() {
     tool_stop
     local f='.type == "vm_latency" and .direction == "tx" and .proto == "UDP" and .src == "10.8.0.5" and .sport == 5000 and .dst == "10.8.0.9" and .dport == 62109'
     [[ $(jcount "$f") -eq 20 ]] || { show "$TOOL_OUT"; fail "want 20 tx records"; }
-    [[ $(jcount "$f and .stages.VNET_RX > 0 and .stages.PHY_QUEUE > 0 and .stages.PHY_XMIT > 0 and .total_us < 5000 and .vm_if == \"vnet0\" and .first.comm == \"tapguest\"") -eq 20 ]] ||
-        { show "$TOOL_OUT"; fail "stages VNET_RX, PHY_QUEUE, PHY_XMIT, total < 5 ms, first comm tapguest"; }
+    # Under TCG emulation (VMTEST_GUEST) one packet can take a few ms.
+    local max_us=5000
+    [[ ${VMTEST_GUEST:-0} == 1 ]] && max_us=50000
+    [[ $(jcount "$f and .stages.VNET_RX > 0 and .stages.PHY_QUEUE > 0 and .stages.PHY_XMIT > 0 and .total_us < $max_us and .vm_if == \"vnet0\" and .first.comm == \"tapguest\"") -eq 20 ]] ||
+        { show "$TOOL_OUT"; fail "stages VNET_RX, PHY_QUEUE, PHY_XMIT, total < $((max_us / 1000)) ms, first comm tapguest"; }
     [[ $(jq -r "select($f) | .ip_id" "$TOOL_OUT" | sort -u | wc -l) -eq 20 ]] || fail "20 distinct IP ids"
     assert_vm_sums
     assert_json_ge 1 '.type == "start" and .direction == "tx" and ([.stages[] | select(.id == 0 or .id == 6 or .id == 7) | .available] | all)'
