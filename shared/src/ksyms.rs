@@ -158,19 +158,29 @@ fn next_after(sorted: &[u64], start: u64) -> u64 {
 /// text symbol. Empty when kallsyms hides addresses or has no such function.
 /// For checking in BPF whether a location (e.g. a kfree_skb caller) lies in it.
 pub fn function_ranges(name: &str) -> Vec<(u64, u64)> {
+    functions_ranges(&[name])
+}
+
+/// [`function_ranges`] of several functions from one read of /proc/kallsyms:
+/// each function's ranges in address order, the functions in the order given.
+pub fn functions_ranges(names: &[&str]) -> Vec<(u64, u64)> {
     let syms = text_symbols();
     let mut addrs: Vec<u64> = syms.iter().map(|s| s.0).collect();
     addrs.sort_unstable();
     addrs.dedup();
-    let prefix = format!("{name}.");
-    let mut out: Vec<(u64, u64)> = syms
-        .iter()
-        .filter(|(_, n, _)| n == name || n.starts_with(&prefix))
-        .map(|(a, _, _)| (*a, next_after(&addrs, *a)))
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+    let mut all = Vec::new();
+    for name in names {
+        let prefix = format!("{name}.");
+        let mut out: Vec<(u64, u64)> = syms
+            .iter()
+            .filter(|(_, n, _)| n == name || n.starts_with(&prefix))
+            .map(|(a, _, _)| (*a, next_after(&addrs, *a)))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        all.extend(out);
+    }
+    all
 }
 
 /// [lowest, end of highest) text address of kernel module `module`'s

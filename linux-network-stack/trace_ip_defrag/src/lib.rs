@@ -442,14 +442,11 @@ pub fn run() {
     cfg(open.open_object_mut(), "FILTER", filter.as_bytes());
     let fr: Vec<u8> = frag_reasons.iter().flat_map(|r| r.to_ne_bytes()).collect();
     cfg(open.open_object_mut(), "frag_reasons", &fr);
-    let frag_list_free: Vec<(u64, u64)> = [
+    let frag_list_free = shared::ksyms::functions_ranges(&[
         "kfree_skb_list_reason",
         "kfree_skb_list",
         "skb_release_data",
-    ]
-    .iter()
-    .flat_map(|f| shared::ksyms::function_ranges(f))
-    .collect();
+    ]);
     bpf::set_function_ranges(open.open_object_mut(), "FRAG_LIST_FREE", &frag_list_free)
         .unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
     let not_specified = reasons.code("NOT_SPECIFIED").unwrap_or(0);
