@@ -716,10 +716,14 @@ pub fn run() {
     };
     let drain = Drain::open(skel.object(), channel, warn)
         .unwrap_or_else(|e| shared::die(shared::EXIT_RUNTIME, e));
-    session.attached(&plan.summary());
+    // Interval ends count from before the --duration deadline is set, so that
+    // with `-I 1 3` the last full interval ends before the deadline and is
+    // reported with its nominal end, not as a partial block a few µs short
+    // (whose End time could then print the same second as the previous one).
     let t0 = Clock::mono_now_ns();
     let interval = args.interval.map(Duration::from_secs);
     let started = Instant::now();
+    session.attached(&plan.summary());
     let k = std::cell::Cell::new(1u32);
     let mut last_end = t0;
     let mut last_remember = Instant::now();
@@ -756,8 +760,10 @@ pub fn run() {
     let end = Clock::mono_now_ns();
     let mut st = state.borrow_mut();
     st.remember_new(&maps.counts, &maps.stacks);
-    // The last (partial) interval, or the one table without -I.
-    if interval.is_none() || end > last_end + 1_000_000 {
+    // The last (partial) interval, or the one table without -I. A tail of a
+    // few ms after the last full interval (stop right after an interval end)
+    // is not worth a block of its own.
+    if interval.is_none() || end > last_end + 20_000_000 {
         st.report(
             &maps.counts,
             &maps.stacks,
