@@ -73,12 +73,31 @@ struct vlan_hdr_ {
 	__be16 proto;
 };
 
-static __always_inline bool skb_accel_vlan(struct sk_buff *skb, __u16 *tci)
+static __always_inline bool skb_accel_vlan(struct sk_buff *skb, __u16 *tci, bool direct)
 {
-	*tci = BPF_CORE_READ(skb, vlan_tci);
-	if (bpf_core_field_exists(((struct sk_buff___pre62 *)skb)->vlan_present))
+	*tci = RD(direct, skb, vlan_tci);
+	if (bpf_core_field_exists(((struct sk_buff___pre62 *)skb)->vlan_present)) {
+		if (direct)
+			return BPF_CORE_READ_BITFIELD((struct sk_buff___pre62 *)skb, vlan_present);
 		return BPF_CORE_READ_BITFIELD_PROBED((struct sk_buff___pre62 *)skb, vlan_present);
-	return BPF_CORE_READ(skb, vlan_proto) != 0;
+	}
+	return RD(direct, skb, vlan_proto) != 0;
+}
+
+/* dev->name into a 16-byte buffer (zeroed by the caller), as
+ * bpf_probe_read_kernel_str would. */
+static __always_inline void dev_name(struct net_device *dev, char *out, bool direct)
+{
+	if (!direct) {
+		bpf_probe_read_kernel_str(out, 16, dev->name);
+		return;
+	}
+#pragma unroll
+	for (int i = 0; i < 15; i++) {
+		out[i] = dev->name[i];
+		if (!out[i])
+			break;
+	}
 }
 
 static __always_inline void parse_l4(unsigned char *l4, struct pkt_meta *m)
@@ -103,28 +122,30 @@ static __always_inline void parse_l4(unsigned char *l4, struct pkt_meta *m)
 }
 
 /* Fill m from skb. Returns false if nothing useful could be read. `l2` asks for
- * the Ethernet header (and in-frame VLAN tags) when the skb has one. */
-static __always_inline bool parse_skb(struct sk_buff *skb, struct pkt_meta *m, bool l2)
+ * the Ethernet header (and in-frame VLAN tags) when the skb has one; `direct`:
+ * skb is a BTF pointer (RD in common.h): use parse_skb_btf in tp_btf, fentry
+ * and netfilter programs, parse_skb elsewhere. */
+static __always_inline bool parse_skb_(struct sk_buff *skb, struct pkt_meta *m, bool l2, bool direct)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 mac = BPF_CORE_READ(skb, mac_header);
-	__u16 net = BPF_CORE_READ(skb, network_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	unsigned char *head = RD(direct, skb, head);
+	__u16 mac = RD(direct, skb, mac_header);
+	__u16 net = RD(direct, skb, network_header);
+	__u16 proto = bpf_ntohs(RD(direct, skb, protocol));
+	struct net_device *dev = RD(direct, skb, dev);
 	__u16 tci;
 
-	m->len = BPF_CORE_READ(skb, len);
-	m->data_len = BPF_CORE_READ(skb, data_len);
+	m->len = RD(direct, skb, len);
+	m->data_len = RD(direct, skb, data_len);
 	m->mac_off = mac;
 	m->net_off = net;
-	m->trans_off = BPF_CORE_READ(skb, transport_header);
+	m->trans_off = RD(direct, skb, transport_header);
 	if (dev) {
-		m->ifindex = BPF_CORE_READ(dev, ifindex);
-		bpf_probe_read_kernel_str(m->ifname, sizeof(m->ifname), dev->name);
+		m->ifindex = RD(direct, dev, ifindex);
+		dev_name(dev, m->ifname, direct);
 	}
 	m->l3_proto = proto;
 	m->eth_type = proto;
-	if (skb_accel_vlan(skb, &tci)) {
+	if (skb_accel_vlan(skb, &tci, direct)) {
 		m->has_vlan = 2;
 		m->vlan_id = tci & 0x0fff;
 		m->vlan_prio = tci >> 13;
@@ -203,6 +224,9 @@ static __always_inline bool parse_skb(struct sk_buff *skb, struct pkt_meta *m, b
 	}
 	return true;
 }
+
+#define parse_skb(skb, m, l2) parse_skb_(skb, m, l2, false)
+#define parse_skb_btf(skb, m, l2) parse_skb_(skb, m, l2, true)
 
 static __always_inline bool addr_eq(const __u8 *a, const volatile __u8 *b, int n)
 {

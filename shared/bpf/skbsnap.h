@@ -127,22 +127,28 @@ struct sk_buff___snap {
 	__u8 inner_protocol_type : 1;
 } __attribute__((preserve_access_index));
 
-/* Headers of the skb: L2 at head + mac_header when set, else at data; IPv4 at
- * head + network_header; TCP/UDP ports of first fragments. */
-static __always_inline void snap_headers(struct sk_buff *skb, struct skb_snap *e)
+/* The Ethernet header: at head + mac_header when set, else at data. */
+static __always_inline void snap_eth(struct sk_buff *skb, struct skb_snap *e, bool direct)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 mac = BPF_CORE_READ(skb, mac_header);
-	__u16 net = BPF_CORE_READ(skb, network_header);
-	unsigned char *l2 = mac != (__u16)~0U ? head + mac : BPF_CORE_READ(skb, data);
+	unsigned char *head = RD(direct, skb, head);
+	__u16 mac = RD(direct, skb, mac_header);
+	unsigned char *l2 = mac != (__u16)~0U ? head + mac : RD(direct, skb, data);
 	struct ethhdr eth;
-	struct iphdr ip;
 
 	if (!bpf_probe_read_kernel(&eth, sizeof(eth), l2)) {
 		__builtin_memcpy(e->smac, eth.h_source, 6);
 		__builtin_memcpy(e->dmac, eth.h_dest, 6);
 	}
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP) || !net || net == (__u16)~0U)
+}
+
+/* IPv4 at head + network_header; TCP/UDP ports of first fragments. */
+static __always_inline void snap_l34(struct sk_buff *skb, struct skb_snap *e, bool direct)
+{
+	unsigned char *head = RD(direct, skb, head);
+	__u16 net = RD(direct, skb, network_header);
+	struct iphdr ip;
+
+	if (RD(direct, skb, protocol) != bpf_htons(ETH_P_IP) || !net || net == (__u16)~0U)
 		return;
 	if (bpf_probe_read_kernel(&ip, sizeof(ip), head + net) || ip.version != 4)
 		return;
@@ -182,9 +188,11 @@ static __always_inline bool snap_l34_match(const struct skb_snap *e)
 /* Filter skb and fill e (already zeroed). `dev`: the device argument of the
  * hook (NULL: skb->dev); `sk`: the socket argument of socket-level hooks
  * (NULL: skb->sk); `ring`: a tun transmit hook (tun devices only in
- * tracepoint mode; the ring state is read). False when filtered out. */
+ * tracepoint mode; the ring state is read); `direct`: skb and dev are BTF
+ * pointers (RD in common.h). False when filtered out. The filters come first,
+ * cheapest first, so that a packet the filter rejects costs few reads. */
 static __always_inline bool snap_fill(void *ctx, struct sk_buff *skb, __u32 hook, struct net_device *dev,
-				      struct sock *sk, bool ring, struct skb_snap *e)
+				      struct sock *sk, bool ring, struct skb_snap *e, bool direct)
 {
 	struct skb_shared_info *sh;
 	unsigned char *head;
@@ -193,10 +201,20 @@ static __always_inline bool snap_fill(void *ctx, struct sk_buff *skb, __u32 hook
 	if (!skb)
 		return false;
 	if (!dev)
-		dev = BPF_CORE_READ(skb, dev);
+		dev = RD(direct, skb, dev);
 	if (dev) {
-		bpf_probe_read_kernel_str(e->dev, sizeof(e->dev), dev->name);
-		e->ifindex = BPF_CORE_READ(dev, ifindex);
+		if (direct) {
+#pragma unroll
+			for (int i = 0; i < 16; i++) {
+				e->dev[i] = dev->name[i];
+				if (!e->dev[i])
+					break;
+			}
+			e->dev[15] = 0;
+		} else {
+			bpf_probe_read_kernel_str(e->dev, sizeof(e->dev), dev->name);
+		}
+		e->ifindex = RD(direct, dev, ifindex);
 	}
 	/* Socket-level hooks see skbs before routing (no device yet): the
 	 * device filter is for the skbs that have one. */
@@ -204,17 +222,24 @@ static __always_inline bool snap_fill(void *ctx, struct sk_buff *skb, __u32 hook
 		return false;
 	if (ring && SNAP_TUN_SET && !bpf_map_lookup_elem(&snap_tun_devs, &e->ifindex))
 		return false;
-	head = BPF_CORE_READ(skb, head);
-	sh = (struct skb_shared_info *)(head + BPF_CORE_READ(skb, end));
-	e->gso_size = BPF_CORE_READ(sh, gso_size);
-	e->gso_type = BPF_CORE_READ(sh, gso_type);
-	if (SNAP_CFG.matching == 0 && !(e->gso_size && !e->gso_type))
-		return false;
-	if (SNAP_CFG.matching == 1 && !e->gso_type)
-		return false;
-	snap_headers(skb, e);
+	head = RD(direct, skb, head);
+	sh = (struct skb_shared_info *)(head + RD(direct, skb, end));
+	if (SNAP_CFG.matching != 2) {
+		e->gso_size = BPF_CORE_READ(sh, gso_size);
+		e->gso_type = BPF_CORE_READ(sh, gso_type);
+		if (SNAP_CFG.matching == 0 && !(e->gso_size && !e->gso_type))
+			return false;
+		if (SNAP_CFG.matching == 1 && !e->gso_type)
+			return false;
+	}
+	snap_l34(skb, e, direct);
 	if (!snap_l34_match(e))
 		return false;
+	if (SNAP_CFG.matching == 2) {
+		e->gso_size = BPF_CORE_READ(sh, gso_size);
+		e->gso_type = BPF_CORE_READ(sh, gso_type);
+	}
+	snap_eth(skb, e, direct);
 
 	id = bpf_get_current_pid_tgid();
 	e->ts_ns = bpf_ktime_get_ns();
@@ -302,15 +327,16 @@ static __always_inline void snap_send(void *ctx, void *rec, __u32 size)
 	event_submit(ctx, e, size);
 }
 
-/* Snapshot `skb` at `hook` and send it (struct skb_snap). */
-static __always_inline int snap_skb(void *ctx, struct sk_buff *skb, __u32 hook, struct net_device *dev, bool ring)
+/* Snapshot `skb` at `hook` and send it (struct skb_snap). `direct`: see snap_fill. */
+static __always_inline int snap_skb(void *ctx, struct sk_buff *skb, __u32 hook, struct net_device *dev, bool ring,
+				    bool direct)
 {
 	struct skb_snap *e;
 
 	if (!skb)
 		return 0;
 	e = snap_scratch(sizeof(*e));
-	if (!e || !snap_fill(ctx, skb, hook, dev, NULL, ring, e))
+	if (!e || !snap_fill(ctx, skb, hook, dev, NULL, ring, e, direct))
 		return 0;
 	snap_send(ctx, e, sizeof(*e));
 	return 0;

@@ -25,15 +25,16 @@ struct snap_x {
 };
 _Static_assert(sizeof(struct snap_x) == 280, "snap_x layout changed: update snaphooks.rs");
 
-static __always_inline int snap_x_emit(void *ctx, struct sk_buff *skb, __u32 hook, struct net_device *dev,
-				       struct sock *sk, bool ring, struct Qdisc *q, __u64 extra, __u64 extra2)
+static __always_inline int snap_x_emit_(void *ctx, struct sk_buff *skb, __u32 hook, struct net_device *dev,
+					struct sock *sk, bool ring, struct Qdisc *q, __u64 extra, __u64 extra2,
+					bool direct)
 {
 	struct snap_x *e;
 
 	if (!skb)
 		return 0;
 	e = snap_scratch(sizeof(*e));
-	if (!e || !snap_fill(ctx, skb, hook, dev, sk, ring, &e->s))
+	if (!e || !snap_fill(ctx, skb, hook, dev, sk, ring, &e->s, direct))
 		return 0;
 	e->extra = extra;
 	e->extra2 = extra2;
@@ -45,6 +46,11 @@ static __always_inline int snap_x_emit(void *ctx, struct sk_buff *skb, __u32 hoo
 	snap_send(ctx, e, sizeof(*e));
 	return 0;
 }
+
+/* Kprobes: skb and dev are plain addresses, read through helpers. */
+#define snap_x_emit(...) snap_x_emit_(__VA_ARGS__, false)
+/* tp_btf: BTF pointers, read directly (RD in common.h). */
+#define snap_x_emit_btf(...) snap_x_emit_(__VA_ARGS__, true)
 
 /* kprobe on FUNC whose argument ARG (1-based) is the skb. */
 #define SNAPX_KPROBE(FUNC, ID, ARG)                                                    \
@@ -117,33 +123,33 @@ int kp___netif_receive_skb_core(struct pt_regs *ctx)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_net_dev_queue, struct sk_buff *skb)
 {
-	return snap_x_emit(ctx, skb, 50, NULL, NULL, false, NULL, 0, 0);
+	return snap_x_emit_btf(ctx, skb, 50, NULL, NULL, false, NULL, 0, 0);
 }
 
 SEC("tp_btf/qdisc_dequeue")
 int BPF_PROG(tp_qdisc_dequeue, struct Qdisc *q, const struct netdev_queue *txq, int packets,
 	     struct sk_buff *skb)
 {
-	return snap_x_emit(ctx, skb, 51, NULL, NULL, false, q, 0, 0); /* skb NULL: empty dequeue */
+	return snap_x_emit_btf(ctx, skb, 51, NULL, NULL, false, q, 0, 0); /* skb NULL: empty dequeue */
 }
 
 SEC("tp_btf/qdisc_enqueue")
 int BPF_PROG(tp_qdisc_enqueue, struct Qdisc *q, const struct netdev_queue *txq, struct sk_buff *skb)
 {
-	return snap_x_emit(ctx, skb, 52, NULL, NULL, false, q, 0, 0);
+	return snap_x_emit_btf(ctx, skb, 52, NULL, NULL, false, q, 0, 0);
 }
 
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tp_net_dev_start_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	return snap_x_emit(ctx, skb, 53, dev, NULL, false, NULL, 0, 0);
+	return snap_x_emit_btf(ctx, skb, 53, dev, NULL, false, NULL, 0, 0);
 }
 
 /* net_dev_start_xmit on tun/tap devices only (user space fills snap_tun_devs). */
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tp_net_dev_start_xmit_tun, struct sk_buff *skb, struct net_device *dev)
 {
-	return snap_x_emit(ctx, skb, 10, dev, NULL, true, NULL, 0, 0);
+	return snap_x_emit_btf(ctx, skb, 10, dev, NULL, true, NULL, 0, 0);
 }
 
 /* After the driver returned: the skb may be gone (its fields then are stale);
@@ -151,53 +157,53 @@ int BPF_PROG(tp_net_dev_start_xmit_tun, struct sk_buff *skb, struct net_device *
 SEC("tp_btf/net_dev_xmit")
 int BPF_PROG(tp_net_dev_xmit, struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
 {
-	return snap_x_emit(ctx, skb, 54, dev, NULL, false, NULL, (__u64)(__s64)rc, len);
+	return snap_x_emit_btf(ctx, skb, 54, dev, NULL, false, NULL, (__u64)(__s64)rc, len);
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 {
-	return snap_x_emit(ctx, skb, 55, NULL, NULL, false, NULL, 0, 0);
+	return snap_x_emit_btf(ctx, skb, 55, NULL, NULL, false, NULL, 0, 0);
 }
 
 SEC("tp_btf/netif_receive_skb_entry")
 int BPF_PROG(tp_netif_receive_skb_entry, struct sk_buff *skb)
 {
-	return snap_x_emit(ctx, skb, 56, NULL, NULL, false, NULL, 0, 0);
+	return snap_x_emit_btf(ctx, skb, 56, NULL, NULL, false, NULL, 0, 0);
 }
 
 SEC("tp_btf/napi_gro_receive_entry")
 int BPF_PROG(tp_napi_gro_receive_entry, struct sk_buff *skb)
 {
-	return snap_x_emit(ctx, skb, 57, NULL, NULL, false, NULL, 0, 0);
+	return snap_x_emit_btf(ctx, skb, 57, NULL, NULL, false, NULL, 0, 0);
 }
 
 SEC("tp_btf/ovs_dp_upcall")
 int BPF_PROG(tp_ovs_dp_upcall, void *dp, struct sk_buff *skb)
 {
-	return snap_x_emit(ctx, skb, 58, NULL, NULL, false, NULL, 0, 0);
+	return snap_x_emit_btf(ctx, skb, 58, NULL, NULL, false, NULL, 0, 0);
 }
 
 SEC("tp_btf/ovs_do_execute_action")
 int BPF_PROG(tp_ovs_do_execute_action, void *dp, struct sk_buff *skb, void *key, const struct nlattr *a)
 {
-	return snap_x_emit(ctx, skb, 59, NULL, NULL, false, NULL, BPF_CORE_READ(a, nla_type) & 0x3fff, 0);
+	return snap_x_emit_btf(ctx, skb, 59, NULL, NULL, false, NULL, BPF_CORE_READ(a, nla_type) & 0x3fff, 0);
 }
 
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
-	return snap_x_emit(ctx, skb, 60, NULL, NULL, false, NULL, (__u64)location, reason);
+	return snap_x_emit_btf(ctx, skb, 60, NULL, NULL, false, NULL, (__u64)location, reason);
 }
 
 SEC("tp_btf/consume_skb")
 int BPF_PROG(tp_consume_skb, struct sk_buff *skb, void *location)
 {
-	return snap_x_emit(ctx, skb, 61, NULL, NULL, false, NULL, (__u64)location, 0);
+	return snap_x_emit_btf(ctx, skb, 61, NULL, NULL, false, NULL, (__u64)location, 0);
 }
 
 SEC("tp_btf/icmp_send")
 int BPF_PROG(tp_icmp_send, struct sk_buff *skb, int type, int code)
 {
-	return snap_x_emit(ctx, skb, 62, NULL, NULL, false, NULL, 0, ((__u64)type << 8) | (code & 0xff));
+	return snap_x_emit_btf(ctx, skb, 62, NULL, NULL, false, NULL, 0, ((__u64)type << 8) | (code & 0xff));
 }

@@ -33,7 +33,7 @@ qpair() {
     ip -n "$NS2" link set "$VETH2" up
     ip -n "$NS1" link set lo up
     ip -n "$NS2" link set lo up
-    in1 ping -c 1 -W 2 "$IP2" >/dev/null || fail "no connectivity across the veth pair"
+    wait_ping "$NS1" "$IP2" 10
     REAL_BIN=$BIN_DIR
     BIN_DIR=$T/bin
     mkdir -p "$BIN_DIR"

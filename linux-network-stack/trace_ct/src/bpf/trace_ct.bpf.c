@@ -83,13 +83,13 @@ struct sw_flow_key___ct {
 } __attribute__((preserve_access_index));
 
 /* Parse the packet and apply the flow rules. Only IPv4. */
-static __always_inline bool pkt_match(struct sk_buff *skb, struct pkt_meta *m)
+static __always_inline bool pkt_match(struct sk_buff *skb, struct pkt_meta *m, bool direct)
 {
 	__be32 s, d;
 
 	if (!skb)
 		return false;
-	if (!parse_skb(skb, m, false) || m->family != 4)
+	if (!parse_skb_(skb, m, false, direct) || m->family != 4)
 		return false;
 	__builtin_memcpy(&s, m->saddr, 4);
 	__builtin_memcpy(&d, m->daddr, 4);
@@ -116,13 +116,15 @@ static __always_inline void read_tcp_extra(struct sk_buff *skb, struct ct_event 
 
 /* A new event for a matching skb; NULL when filtered out. `nf`: a netfilter
  * program, which cannot take stacks, and reads the task only where the kernel
- * allows it (nf_task, probed by user space). */
-static __always_inline struct ct_event *new_event(void *ctx, struct sk_buff *skb, __u8 probe, bool nf)
+ * allows it (nf_task, probed by user space). `direct`: skb is a BTF pointer
+ * (fentry, tp_btf, netfilter; RD in common.h). */
+static __always_inline struct ct_event *new_event(void *ctx, struct sk_buff *skb, __u8 probe, bool nf,
+						  bool direct)
 {
 	struct pkt_meta m = {};
 	struct ct_event *e;
 
-	if (!pkt_match(skb, &m))
+	if (!pkt_match(skb, &m, direct))
 		return NULL;
 	e = event_reserve(sizeof(*e));
 	if (!e)
@@ -152,17 +154,18 @@ static __always_inline struct ct_event *new_event(void *ctx, struct sk_buff *skb
 	return e;
 }
 
-static __always_inline int skb_event(void *ctx, struct sk_buff *skb, __u8 probe)
+static __always_inline int skb_event(void *ctx, struct sk_buff *skb, __u8 probe, bool direct)
 {
-	struct ct_event *e = new_event(ctx, skb, probe, false);
+	struct ct_event *e = new_event(ctx, skb, probe, false, direct);
 	if (e)
 		event_submit(ctx, e, sizeof(*e));
 	return 0;
 }
 
-static __always_inline int ovs_event(void *ctx, struct sk_buff *skb, const void *info, void *key, __u8 probe)
+static __always_inline int ovs_event(void *ctx, struct sk_buff *skb, const void *info, void *key, __u8 probe,
+				     bool direct)
 {
-	struct ct_event *e = new_event(ctx, skb, probe, false);
+	struct ct_event *e = new_event(ctx, skb, probe, false, direct);
 	if (!e)
 		return 0;
 	ovs_read_ct_info(info, &e->ovs);
@@ -177,9 +180,10 @@ static __always_inline int ovs_event(void *ctx, struct sk_buff *skb, const void 
 }
 
 /* tcp_packet entry: the nf_conn argument is parsed too (trace_ct_multi_conn shows it). */
-static __always_inline int tcp_packet_event(void *ctx, struct nf_conn *ct, struct sk_buff *skb, bool remember)
+static __always_inline int tcp_packet_event(void *ctx, struct nf_conn *ct, struct sk_buff *skb, bool remember,
+					    bool direct)
 {
-	struct ct_event *e = new_event(ctx, skb, PROBE_TCP_PACKET, false);
+	struct ct_event *e = new_event(ctx, skb, PROBE_TCP_PACKET, false, direct);
 	if (!e)
 		return 0;
 	ct_read_arg(ct, &e->arg_ct, want_label);
@@ -223,7 +227,7 @@ static __always_inline int nf_event(struct bpf_nf_ctx *ctx, __u8 probe)
 {
 	struct sk_buff *skb = ctx->skb;
 	const struct nf_hook_state *state = ctx->state;
-	struct ct_event *e = new_event(ctx, skb, probe, true);
+	struct ct_event *e = new_event(ctx, skb, probe, true, true);
 
 	if (!e)
 		return NF_ACCEPT;
@@ -256,33 +260,33 @@ int nf_post_ct(struct bpf_nf_ctx *ctx)
 SEC("fentry/nf_conntrack_in")
 int BPF_PROG(fentry_nf_conntrack_in, struct sk_buff *skb)
 {
-	return skb_event(ctx, skb, PROBE_NF_CONNTRACK_IN);
+	return skb_event(ctx, skb, PROBE_NF_CONNTRACK_IN, true);
 }
 
 SEC("kprobe/nf_conntrack_in")
 int BPF_KPROBE(kprobe_nf_conntrack_in, struct sk_buff *skb)
 {
-	return skb_event(ctx, skb, PROBE_NF_CONNTRACK_IN);
+	return skb_event(ctx, skb, PROBE_NF_CONNTRACK_IN, false);
 }
 
 /* ---- __nf_ct_refresh_acct(ct, ctinfo, skb, extra_jiffies, do_acct) ---- */
 SEC("fentry/__nf_ct_refresh_acct")
 int BPF_PROG(fentry___nf_ct_refresh_acct, struct nf_conn *ct, int ctinfo, struct sk_buff *skb)
 {
-	return skb_event(ctx, skb, PROBE_NF_REFRESH_ACCT);
+	return skb_event(ctx, skb, PROBE_NF_REFRESH_ACCT, true);
 }
 
 SEC("kprobe/__nf_ct_refresh_acct")
 int BPF_KPROBE(kprobe___nf_ct_refresh_acct, struct nf_conn *ct, int ctinfo, struct sk_buff *skb)
 {
-	return skb_event(ctx, skb, PROBE_NF_REFRESH_ACCT);
+	return skb_event(ctx, skb, PROBE_NF_REFRESH_ACCT, false);
 }
 
 /* ---- nf_conntrack_tcp_packet(ct, skb, dataoff, ctinfo, state); before 5.x tcp_packet(ct, skb, ...) ---- */
 SEC("fentry/nf_conntrack_tcp_packet")
 int BPF_PROG(fentry_nf_conntrack_tcp_packet, struct nf_conn *ct, struct sk_buff *skb)
 {
-	return tcp_packet_event(ctx, ct, skb, false);
+	return tcp_packet_event(ctx, ct, skb, false, true);
 }
 
 SEC("fexit/nf_conntrack_tcp_packet")
@@ -290,7 +294,7 @@ int BPF_PROG(fexit_nf_conntrack_tcp_packet, struct nf_conn *ct, struct sk_buff *
 	     int ctinfo, const struct nf_hook_state *state, int ret)
 {
 	struct pkt_meta m = {};
-	if (!pkt_match(skb, &m))
+	if (!pkt_match(skb, &m, true))
 		return 0;
 	return tcp_packet_ret_event(ctx, ct, ret);
 }
@@ -298,13 +302,13 @@ int BPF_PROG(fexit_nf_conntrack_tcp_packet, struct nf_conn *ct, struct sk_buff *
 SEC("kprobe/nf_conntrack_tcp_packet")
 int BPF_KPROBE(kprobe_nf_conntrack_tcp_packet, struct nf_conn *ct, struct sk_buff *skb)
 {
-	return tcp_packet_event(ctx, ct, skb, true);
+	return tcp_packet_event(ctx, ct, skb, true, false);
 }
 
 SEC("kprobe/tcp_packet")
 int BPF_KPROBE(kprobe_tcp_packet, struct nf_conn *ct, struct sk_buff *skb)
 {
-	return tcp_packet_event(ctx, ct, skb, true);
+	return tcp_packet_event(ctx, ct, skb, true, false);
 }
 
 static __always_inline int tcp_packet_kretprobe(struct pt_regs *ctx)
@@ -334,13 +338,13 @@ int BPF_KRETPROBE(kretprobe_tcp_packet)
 SEC("fentry/tcp_error")
 int BPF_PROG(fentry_tcp_error, const struct tcphdr *th, struct sk_buff *skb)
 {
-	return skb_event(ctx, skb, PROBE_TCP_ERROR);
+	return skb_event(ctx, skb, PROBE_TCP_ERROR, true);
 }
 
 SEC("kprobe/tcp_error")
 int BPF_KPROBE(kprobe_tcp_error, const struct tcphdr *th, struct sk_buff *skb)
 {
-	return skb_event(ctx, skb, PROBE_TCP_ERROR);
+	return skb_event(ctx, skb, PROBE_TCP_ERROR, false);
 }
 
 /* ---- OVS ---- */
@@ -358,55 +362,55 @@ int BPF_PROG(tp_btf_ovs_do_execute_action, void *dp, struct sk_buff *skb, void *
 	type = BPF_CORE_READ(a, nla_type) & NLA_TYPE_MASK;
 	if (type != OVS_ACTION_ATTR_CT)
 		return 0;
-	return ovs_event(ctx, skb, (const void *)a + 4 /* NLA_HDRLEN */, key, PROBE_OVS_CT_EXECUTE);
+	return ovs_event(ctx, skb, (const void *)a + 4 /* NLA_HDRLEN */, key, PROBE_OVS_CT_EXECUTE, true);
 }
 
 SEC("fentry/ovs_ct_execute")
 int BPF_PROG(fentry_ovs_ct_execute, struct net *net, struct sk_buff *skb, void *key, const void *info)
 {
-	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_EXECUTE);
+	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_EXECUTE, true);
 }
 
 SEC("kprobe/ovs_ct_execute")
 int BPF_KPROBE(kprobe_ovs_ct_execute, struct net *net, struct sk_buff *skb, void *key, const void *info)
 {
-	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_EXECUTE);
+	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_EXECUTE, false);
 }
 
 /* __ovs_ct_lookup(net, key, info, skb) (static) */
 SEC("fentry/__ovs_ct_lookup")
 int BPF_PROG(fentry___ovs_ct_lookup, struct net *net, void *key, const void *info, struct sk_buff *skb)
 {
-	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_LOOKUP);
+	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_LOOKUP, true);
 }
 
 SEC("kprobe/__ovs_ct_lookup")
 int BPF_KPROBE(kprobe___ovs_ct_lookup, struct net *net, void *key, const void *info, struct sk_buff *skb)
 {
-	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_LOOKUP);
+	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_LOOKUP, false);
 }
 
 /* ovs_ct_update_key(skb, info, key, post_ct, keep_nat_flags) (static) */
 SEC("fentry/ovs_ct_update_key")
 int BPF_PROG(fentry_ovs_ct_update_key, struct sk_buff *skb, const void *info, void *key)
 {
-	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_UPDATE);
+	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_UPDATE, true);
 }
 
 SEC("kprobe/ovs_ct_update_key")
 int BPF_KPROBE(kprobe_ovs_ct_update_key, struct sk_buff *skb, const void *info, void *key)
 {
-	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_UPDATE);
+	return ovs_event(ctx, skb, info, key, PROBE_OVS_CT_UPDATE, false);
 }
 
 /* ---- drops of the filtered flows ---- */
-static __always_inline int drop_event(void *ctx, struct sk_buff *skb, __u32 reason)
+static __always_inline int drop_event(void *ctx, struct sk_buff *skb, __u32 reason, bool direct)
 {
 	struct ct_event *e;
 
-	if (!want_drops || !skb || BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (!want_drops || !skb || RD(direct, skb, protocol) != bpf_htons(ETH_P_IP))
 		return 0;
-	e = new_event(ctx, skb, PROBE_DROP, false);
+	e = new_event(ctx, skb, PROBE_DROP, false, direct);
 	if (!e)
 		return 0;
 	e->reason = reason;
@@ -417,7 +421,7 @@ static __always_inline int drop_event(void *ctx, struct sk_buff *skb, __u32 reas
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(tp_btf_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
-	return drop_event(ctx, skb, reason);
+	return drop_event(ctx, skb, reason, true);
 }
 
 SEC("tracepoint/skb/kfree_skb")
@@ -426,5 +430,5 @@ int tp_kfree_skb(struct trace_event_raw_kfree_skb *args)
 	__u32 reason = 0;
 	if (bpf_core_field_exists(args->reason))
 		reason = BPF_CORE_READ(args, reason);
-	return drop_event(args, BPF_CORE_READ(args, skbaddr), reason);
+	return drop_event(args, BPF_CORE_READ(args, skbaddr), reason, false);
 }

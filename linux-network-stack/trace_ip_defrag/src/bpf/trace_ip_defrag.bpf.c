@@ -86,8 +86,9 @@ static __always_inline bool is_fragment(const struct pkt_meta *m)
 	return (m->frag_off & 0x3fff) != 0; /* MF or an offset */
 }
 
+/* `direct`: skb is a BTF pointer (fentry, fexit, tp_btf; RD in common.h). */
 static __always_inline struct defrag_event *new_event(struct sk_buff *skb, __u8 type, bool l2,
-						      bool frags_only)
+						      bool frags_only, bool direct)
 {
 	struct pkt_meta m = {};
 	struct defrag_event *e;
@@ -95,7 +96,7 @@ static __always_inline struct defrag_event *new_event(struct sk_buff *skb, __u8 
 
 	if (!skb)
 		return NULL;
-	if (!parse_skb(skb, &m, l2))
+	if (!parse_skb_(skb, &m, l2, direct))
 		return NULL;
 	if (!filter_match(&FILTER, &m))
 		return NULL;
@@ -118,7 +119,7 @@ static __always_inline struct defrag_event *new_event(struct sk_buff *skb, __u8 
 
 static __always_inline int on_ip_defrag(void *ctx, struct sk_buff *skb, __u32 user)
 {
-	struct defrag_event *e = new_event(skb, EV_IP_DEFRAG, false, false);
+	struct defrag_event *e = new_event(skb, EV_IP_DEFRAG, false, false, false);
 	if (!e)
 		return 0;
 	e->user = user;
@@ -133,7 +134,7 @@ static __always_inline int on_ip_defrag_ret(void *ctx, struct sk_buff *skb, __u3
 	struct defrag_event *e;
 	if (ret != 0)
 		return 0;
-	e = new_event(skb, EV_REASSEMBLED, false, false);
+	e = new_event(skb, EV_REASSEMBLED, false, false, false);
 	if (!e)
 		return 0;
 	e->user = user;
@@ -156,7 +157,7 @@ static __always_inline int on_insert_ret(void *ctx, struct inet_frag_queue *q, s
 		type = EV_OVERLAP_INSERT;
 	else
 		return 0;
-	e = new_event(skb, type, false, false);
+	e = new_event(skb, type, false, false, false);
 	if (!e)
 		return 0;
 	e->offset = offset;
@@ -219,12 +220,21 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u64 locatio
 	return 0;
 }
 
-static __always_inline int on_rcv(void *ctx, struct sk_buff *skb)
+static __always_inline int on_rcv(void *ctx, struct sk_buff *skb, bool direct)
 {
 	struct defrag_event *e;
-	if (!skb || BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	unsigned char *data;
+	__be16 frag_off;
+
+	if (!skb || RD(direct, skb, protocol) != bpf_htons(ETH_P_IP))
 		return 0;
-	e = new_event(skb, EV_FRAG_RCV, true, true);
+	/* Most packets are not fragments: one read of frag_off (skb->data is the
+	 * IPv4 header once eth_type_trans ran) before the whole parse. */
+	data = RD(direct, skb, data);
+	if (bpf_probe_read_kernel(&frag_off, sizeof(frag_off), data + offsetof(struct iphdr, frag_off)) ||
+	    !(bpf_ntohs(frag_off) & 0x3fff))
+		return 0;
+	e = new_event(skb, EV_FRAG_RCV, true, true, direct);
 	if (e)
 		event_submit(ctx, e, sizeof(*e));
 	return 0;
@@ -299,13 +309,13 @@ int BPF_KRETPROBE(kretprobe_inet_frag_queue_insert, int ret)
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_btf_netif_receive_skb, struct sk_buff *skb)
 {
-	return on_rcv(ctx, skb);
+	return on_rcv(ctx, skb, true);
 }
 
 SEC("tracepoint/net/netif_receive_skb")
 int tp_netif_receive_skb(struct trace_event_raw_net_dev_template *args)
 {
-	return on_rcv(args, (struct sk_buff *)BPF_CORE_READ(args, skbaddr));
+	return on_rcv(args, (struct sk_buff *)BPF_CORE_READ(args, skbaddr), false);
 }
 
 /* ---- fragment drops ---- */

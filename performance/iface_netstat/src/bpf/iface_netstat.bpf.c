@@ -33,29 +33,32 @@ struct {
 	__type(value, struct size_hist);
 } rx_q SEC(".maps");
 
-static __always_inline bool is_our_dev(struct net_device *dev)
+/* `direct`: BTF pointers (tp_btf), read with plain loads (RD in common.h). */
+static __always_inline bool is_our_dev(struct net_device *dev, bool direct)
 {
-	char name[16];
+	char name[16] = {};
 
 	if (!dev)
 		return false;
-	if (bpf_core_read(name, sizeof(name), &dev->name))
-		return false;
+	dev_name(dev, name, direct);
 	if (!ifname_eq(name, IFNAME))
 		return false;
-	if (NETNS_INO && BPF_CORE_READ(dev, nd_net.net, ns.inum) != NETNS_INO)
-		return false;
+	if (NETNS_INO) {
+		struct net *net = RD(direct, dev, nd_net.net);
+		if (!net || RD(direct, net, ns.inum) != NETNS_INO)
+			return false;
+	}
 	return true;
 }
 
-static __always_inline int count(void *map, struct sk_buff *skb, bool rx)
+static __always_inline int count(void *map, struct sk_buff *skb, bool rx, bool direct)
 {
 	struct size_hist *h;
 	__u32 q, nq;
 
-	if (!skb || !is_our_dev(BPF_CORE_READ(skb, dev)))
+	if (!skb || !is_our_dev(RD(direct, skb, dev), direct))
 		return 0;
-	q = BPF_CORE_READ(skb, queue_mapping);
+	q = RD(direct, skb, queue_mapping);
 	if (rx) {
 		/* skb_record_rx_queue() stores queue + 1; 0 = not recorded. */
 		nq = RX_QUEUES;
@@ -67,30 +70,30 @@ static __always_inline int count(void *map, struct sk_buff *skb, bool rx)
 		q = nq;
 	h = bpf_map_lookup_elem(map, &q);
 	if (h)
-		size_hist_add(h, BPF_CORE_READ(skb, len));
+		size_hist_add(h, RD(direct, skb, len));
 	return 0;
 }
 
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tp_btf_start_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	return count(&tx_q, skb, false);
+	return count(&tx_q, skb, false, true);
 }
 
 SEC("tracepoint/net/net_dev_start_xmit")
 int tp_start_xmit(struct trace_event_raw_net_dev_start_xmit *args)
 {
-	return count(&tx_q, (struct sk_buff *)BPF_CORE_READ(args, skbaddr), false);
+	return count(&tx_q, (struct sk_buff *)BPF_CORE_READ(args, skbaddr), false, false);
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_btf_receive_skb, struct sk_buff *skb)
 {
-	return count(&rx_q, skb, true);
+	return count(&rx_q, skb, true, true);
 }
 
 SEC("tracepoint/net/netif_receive_skb")
 int tp_receive_skb(struct trace_event_raw_net_dev_template *args)
 {
-	return count(&rx_q, (struct sk_buff *)BPF_CORE_READ(args, skbaddr), true);
+	return count(&rx_q, (struct sk_buff *)BPF_CORE_READ(args, skbaddr), true, false);
 }

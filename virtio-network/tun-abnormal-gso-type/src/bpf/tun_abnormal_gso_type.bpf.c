@@ -22,29 +22,29 @@ const volatile bool TUN_RING = false;
 #define FN1(fn, hook)                                                          \
 	SEC("fentry/" #fn)                                                     \
 	int BPF_PROG(fentry_##fn, struct sk_buff *skb)                        \
-	{ return snap_skb(ctx, skb, hook, NULL, false); }                      \
+	{ return snap_skb(ctx, skb, hook, NULL, false, true); }                      \
 	SEC("kprobe/" #fn)                                                     \
 	int BPF_KPROBE(kprobe_##fn, struct sk_buff *skb)                      \
-	{ return snap_skb(ctx, skb, hook, NULL, false); }
+	{ return snap_skb(ctx, skb, hook, NULL, false, false); }
 
 #define FN2(fn, hook)                                                          \
 	SEC("fentry/" #fn)                                                     \
 	int BPF_PROG(fentry_##fn, void *a0, struct sk_buff *skb)              \
-	{ return snap_skb(ctx, skb, hook, NULL, false); }                      \
+	{ return snap_skb(ctx, skb, hook, NULL, false, true); }                      \
 	SEC("kprobe/" #fn)                                                     \
 	int BPF_KPROBE(kprobe_##fn, void *a0, struct sk_buff *skb)            \
-	{ return snap_skb(ctx, skb, hook, NULL, false); }
+	{ return snap_skb(ctx, skb, hook, NULL, false, false); }
 
 SEC("fentry/tun_net_xmit")
 int BPF_PROG(fentry_tun_net_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	return snap_skb(ctx, skb, H_TUN_NET_XMIT, dev, TUN_RING);
+	return snap_skb(ctx, skb, H_TUN_NET_XMIT, dev, TUN_RING, true);
 }
 
 SEC("kprobe/tun_net_xmit")
 int BPF_KPROBE(kprobe_tun_net_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	return snap_skb(ctx, skb, H_TUN_NET_XMIT, dev, TUN_RING);
+	return snap_skb(ctx, skb, H_TUN_NET_XMIT, dev, TUN_RING, false);
 }
 
 FN1(sch_direct_xmit, H_SCH_DIRECT_XMIT)
@@ -63,7 +63,7 @@ int fentry_netdev_frame_hook(__u64 *ctx)
 	if (bpf_get_func_arg(ctx, 0, &pskb) || !pskb)
 		return 0;
 	bpf_probe_read_kernel(&skb, sizeof(skb), (void *)pskb);
-	return snap_skb(ctx, skb, H_NETDEV_FRAME_HOOK, NULL, false);
+	return snap_skb(ctx, skb, H_NETDEV_FRAME_HOOK, NULL, false, false);
 }
 
 SEC("kprobe/netdev_frame_hook")
@@ -71,7 +71,7 @@ int BPF_KPROBE(kprobe_netdev_frame_hook, struct sk_buff **pskb)
 {
 	struct sk_buff *skb = NULL;
 	bpf_probe_read_kernel(&skb, sizeof(skb), pskb);
-	return snap_skb(ctx, skb, H_NETDEV_FRAME_HOOK, NULL, false);
+	return snap_skb(ctx, skb, H_NETDEV_FRAME_HOOK, NULL, false, false);
 }
 
 SEC("kretprobe/skb_segment")
@@ -79,7 +79,7 @@ int BPF_KRETPROBE(kret_skb_segment, struct sk_buff *segs)
 {
 	if ((unsigned long)segs >= (unsigned long)-4095)
 		return 0;
-	return snap_skb(ctx, segs, H_SKB_SEGMENT, NULL, false);
+	return snap_skb(ctx, segs, H_SKB_SEGMENT, NULL, false, false);
 }
 
 /* ---- tracepoint mode ---- */
@@ -87,23 +87,23 @@ int BPF_KRETPROBE(kret_skb_segment, struct sk_buff *segs)
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tp_tun_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	return snap_skb(ctx, skb, H_TUN_NET_XMIT, dev, true) ;
+	return snap_skb(ctx, skb, H_TUN_NET_XMIT, dev, true, true);
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 {
-	return snap_skb(ctx, skb, H_NETDEV_FRAME_HOOK, NULL, false);
+	return snap_skb(ctx, skb, H_NETDEV_FRAME_HOOK, NULL, false, true);
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_net_dev_queue, struct sk_buff *skb)
 {
-	return snap_skb(ctx, skb, H_DEV_QUEUE_XMIT, NULL, false);
+	return snap_skb(ctx, skb, H_DEV_QUEUE_XMIT, NULL, false, true);
 }
 
 SEC("tp_btf/ovs_dp_upcall")
 int BPF_PROG(tp_ovs_dp_upcall, void *dp, struct sk_buff *skb)
 {
-	return snap_skb(ctx, skb, H_QUEUE_USERSPACE_PACKET, NULL, false);
+	return snap_skb(ctx, skb, H_QUEUE_USERSPACE_PACKET, NULL, false, true);
 }

@@ -43,7 +43,7 @@ static __always_inline int track(void *ctx, struct sk_buff *skb, __u32 stage, in
 		return 0;
 	if (dev_rule == DEV_PHY && !on_phy(skb))
 		return 0;
-	if (!stage_parse_ipv4(skb, &p, how) || p.proto != IPPROTO_ICMP || !p.has_l4)
+	if (!stage_parse_ipv4_proto(skb, &p, how, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP || !p.has_l4)
 		return 0;
 	if (p.icmp_type != 0 && p.icmp_type != 8)
 		return 0;
@@ -108,7 +108,7 @@ int BPF_PROG(tp_app_read, struct sk_buff *skb)
 	struct stage_pkt p = {};
 
 	/* only replies: a request is never read by a socket here */
-	if (!stage_parse_ipv4(skb, &p, STAGE_PARSE_AUTO) || p.proto != IPPROTO_ICMP || p.icmp_type != 0)
+	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP || p.icmp_type != 0)
 		return 0;
 	return track(ctx, skb, S_ICMP_RCV, DEV_ANY, STAGE_PARSE_AUTO);
 }
@@ -123,7 +123,7 @@ int BPF_PROG(tp_reply_queued, struct sk_buff *skb)
 
 	if (!END_AT_REPLY)
 		return 0;
-	if (!stage_parse_ipv4(skb, &p, STAGE_PARSE_AUTO) || p.proto != IPPROTO_ICMP ||
+	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP ||
 	    !p.has_l4 || p.icmp_type != 0)
 		return 0;
 	if ((SRC_IP && p.daddr != SRC_IP) || (DST_IP && p.saddr != DST_IP))

@@ -36,7 +36,7 @@ static __always_inline int track(void *ctx, struct sk_buff *skb, __u32 stage, in
 		return 0;
 	if (dev_rule == DEV_NOT_PHY && on_phy(skb))
 		return 0;
-	if (!stage_parse_ipv4(skb, &p, how) || p.proto != IPPROTO_TCP || !p.has_l4)
+	if (!stage_parse_ipv4_proto(skb, &p, how, IPPROTO_TCP) || p.proto != IPPROTO_TCP || !p.has_l4)
 		return 0;
 	if (p.saddr != PKT_SADDR || p.daddr != PKT_DADDR)
 		return 0;

@@ -70,7 +70,7 @@ static __always_inline int on_pkt(void *ctx, struct sk_buff *skb, void *devs, __
 	}
 	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
 		return 0;
-	if (!stage_parse_ipv4(skb, &p, STAGE_PARSE_AUTO) || p.proto != IPPROTO_UDP || !p.has_l4)
+	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO, IPPROTO_UDP) || p.proto != IPPROTO_UDP || !p.has_l4)
 		return 0;
 	if (!bpf_map_lookup_elem(&ports, &p.sport) && !bpf_map_lookup_elem(&ports, &p.dport))
 		return 0;
