@@ -197,9 +197,15 @@ int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 }
 
 SEC("tp_btf/consume_skb")
-int BPF_PROG(tp_consume_skb, struct sk_buff *skb, void *location)
+int BPF_PROG(tp_consume_skb, struct sk_buff *skb)
 {
-	return snap_x_emit_btf(ctx, skb, 61, NULL, NULL, false, NULL, (__u64)location, 0);
+	__u64 location = 0;
+
+	/* consume_skb has a location argument since 6.3; on older kernels the
+	 * verifier rejects reading it (the check is a constant after CO-RE). */
+	if (bpf_core_field_exists(struct trace_event_raw_consume_skb, location))
+		location = ctx[1];
+	return snap_x_emit_btf(ctx, skb, 61, NULL, NULL, false, NULL, location, 0);
 }
 
 SEC("tp_btf/icmp_send")
