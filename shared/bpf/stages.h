@@ -157,12 +157,23 @@ struct stage_dev {
 	char name[16];
 };
 
-static __always_inline bool stage_dev_is(struct net_device *dev, const volatile struct stage_dev *d)
+/* `direct`: dev is a BTF pointer (RD in common.h). */
+static __always_inline bool stage_dev_is_(struct net_device *dev, const volatile struct stage_dev *d, bool direct)
 {
 	char name[16];
 
-	if (!dev || !d->ifindex || BPF_CORE_READ(dev, ifindex) != d->ifindex)
+	if (!dev || !d->ifindex || RD(direct, dev, ifindex) != d->ifindex)
 		return false;
+	if (direct) {
+#pragma unroll
+		for (int i = 0; i < 16; i++) {
+			if (dev->name[i] != d->name[i])
+				return false;
+			if (!d->name[i])
+				break;
+		}
+		return true;
+	}
 	if (bpf_probe_read_kernel_str(name, sizeof(name), dev->name) < 0)
 		return false;
 #pragma unroll
@@ -174,6 +185,7 @@ static __always_inline bool stage_dev_is(struct net_device *dev, const volatile 
 	}
 	return true;
 }
+#define stage_dev_is(dev, d) stage_dev_is_(dev, d, false)
 
 /* ---- IPv4 header parsing -------------------------------------------------- */
 
@@ -201,6 +213,9 @@ enum {
 	STAGE_PARSE_AUTO,     /* network_header if it holds IPv4, else the MAC header / skb->data as Ethernet */
 	STAGE_PARSE_DATA_ETH, /* skb->data is an Ethernet frame (OVS packets from user space) */
 };
+/* Or'ed into `how` by tp_btf programs: skb is a BTF pointer, its fields are
+ * read with plain loads (RD in common.h). Must be a constant at the call. */
+#define STAGE_BTF 0x100
 
 struct stage_vlan_hdr {
 	__be16 tci;
@@ -236,26 +251,28 @@ static __always_inline __u32 stage_ip_behind_eth(unsigned char *head, __u32 l2)
  * set, network header not yet reset) and on OVS user-space packets. */
 static __always_inline bool stage_parse_ipv4_(struct sk_buff *skb, struct stage_pkt *p, int how, __u8 want_proto)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
+	bool direct = how & STAGE_BTF;
+	unsigned char *head = RD(direct, skb, head);
 	__u32 net = 0;
 	struct iphdr ip;
 
+	how &= ~STAGE_BTF;
 	if (how == STAGE_PARSE_AUTO) {
-		__u16 nh = BPF_CORE_READ(skb, network_header);
+		__u16 nh = RD(direct, skb, network_header);
 		/* The whole header at once where network_header points at IPv4: one
 		 * helper call less on every packet (most of them, filtered out). */
 		if (nh && nh != (__u16)~0U && !bpf_probe_read_kernel(&ip, sizeof(ip), head + nh) &&
 		    ip.version == 4 && ip.ihl >= 5)
 			net = nh;
 		if (!net) {
-			__u16 mh = BPF_CORE_READ(skb, mac_header);
-			__u32 l2 = mh != (__u16)~0U ? mh : (__u32)(BPF_CORE_READ(skb, data) - head);
+			__u16 mh = RD(direct, skb, mac_header);
+			__u32 l2 = mh != (__u16)~0U ? mh : (__u32)(RD(direct, skb, data) - head);
 			net = stage_ip_behind_eth(head, l2);
 			if (!net || net > 0xffff || bpf_probe_read_kernel(&ip, sizeof(ip), head + net))
 				return false;
 		}
 	} else {
-		net = stage_ip_behind_eth(head, (__u32)(BPF_CORE_READ(skb, data) - head));
+		net = stage_ip_behind_eth(head, (__u32)(RD(direct, skb, data) - head));
 		if (!net || net > 0xffff || bpf_probe_read_kernel(&ip, sizeof(ip), head + net))
 			return false;
 	}

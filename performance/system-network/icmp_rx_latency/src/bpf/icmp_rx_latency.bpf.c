@@ -28,10 +28,10 @@ const volatile struct stage_dev PHY[2] = {};
 const volatile bool TRACK_REQUESTS = true;
 const volatile bool END_AT_REPLY = false;
 
-static __always_inline bool on_phy(struct sk_buff *skb)
+static __always_inline bool on_phy(struct sk_buff *skb, bool direct)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	return stage_dev_is(dev, &PHY[0]) || stage_dev_is(dev, &PHY[1]);
+	struct net_device *dev = RD(direct, skb, dev);
+	return stage_dev_is_(dev, &PHY[0], direct) || stage_dev_is_(dev, &PHY[1], direct);
 }
 
 static __always_inline int track(void *ctx, struct sk_buff *skb, __u32 stage, int dev_rule, int how)
@@ -41,7 +41,7 @@ static __always_inline int track(void *ctx, struct sk_buff *skb, __u32 stage, in
 
 	if (!skb)
 		return 0;
-	if (dev_rule == DEV_PHY && !on_phy(skb))
+	if (dev_rule == DEV_PHY && !on_phy(skb, how & STAGE_BTF))
 		return 0;
 	if (!stage_parse_ipv4_proto(skb, &p, how, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP || !p.has_l4)
 		return 0;
@@ -77,19 +77,19 @@ STAGE_FN_HOOK1(icmp_rcv, S_ICMP_RCV)
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 {
-	return track(ctx, skb, S_NETIF_RECV, DEV_PHY, STAGE_PARSE_AUTO);
+	return track(ctx, skb, S_NETIF_RECV, DEV_PHY, STAGE_PARSE_AUTO | STAGE_BTF);
 }
 
 SEC("tp_btf/ovs_dp_upcall")
 int BPF_PROG(tp_ovs_dp_upcall, void *dp, struct sk_buff *skb)
 {
-	return track(ctx, skb, S_UPCALL, DEV_ANY, STAGE_PARSE_DATA_ETH);
+	return track(ctx, skb, S_UPCALL, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
 }
 
 SEC("tp_btf/ovs_do_execute_action")
 int BPF_PROG(tp_ovs_exec, void *dp, struct sk_buff *skb)
 {
-	return track(ctx, skb, S_EXEC, DEV_ANY, STAGE_PARSE_DATA_ETH);
+	return track(ctx, skb, S_EXEC, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
 }
 
 SEC("tp_btf/ovs_do_execute_action")
@@ -98,7 +98,7 @@ int BPF_PROG(tp_ovs_output, void *dp, struct sk_buff *skb, void *key, const stru
 	__u16 type = BPF_CORE_READ(a, nla_type) & NLA_TYPE_MASK_;
 	if (type != OVS_ACTION_ATTR_OUTPUT_)
 		return 0;
-	return track(ctx, skb, S_VPORT_SEND, DEV_ANY, STAGE_PARSE_DATA_ETH);
+	return track(ctx, skb, S_VPORT_SEND, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
 }
 
 /* An echo reply read by the ping socket: stands for icmp_rcv (app read). */
@@ -108,9 +108,9 @@ int BPF_PROG(tp_app_read, struct sk_buff *skb)
 	struct stage_pkt p = {};
 
 	/* only replies: a request is never read by a socket here */
-	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP || p.icmp_type != 0)
+	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO | STAGE_BTF, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP || p.icmp_type != 0)
 		return 0;
-	return track(ctx, skb, S_ICMP_RCV, DEV_ANY, STAGE_PARSE_AUTO);
+	return track(ctx, skb, S_ICMP_RCV, DEV_ANY, STAGE_PARSE_AUTO | STAGE_BTF);
 }
 
 /* --tracepoint-end-at-reply: the kernel's reply to a tracked request being
@@ -123,7 +123,7 @@ int BPF_PROG(tp_reply_queued, struct sk_buff *skb)
 
 	if (!END_AT_REPLY)
 		return 0;
-	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP ||
+	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO | STAGE_BTF, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP ||
 	    !p.has_l4 || p.icmp_type != 0)
 		return 0;
 	if ((SRC_IP && p.daddr != SRC_IP) || (DST_IP && p.saddr != DST_IP))

@@ -24,10 +24,10 @@ const volatile __u32 SRC_IP = 0; /* network order */
 const volatile __u32 DST_IP = 0;
 const volatile struct stage_dev PHY[2] = {};
 
-static __always_inline bool on_phy(struct sk_buff *skb)
+static __always_inline bool on_phy(struct sk_buff *skb, bool direct)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	return stage_dev_is(dev, &PHY[0]) || stage_dev_is(dev, &PHY[1]);
+	struct net_device *dev = RD(direct, skb, dev);
+	return stage_dev_is_(dev, &PHY[0], direct) || stage_dev_is_(dev, &PHY[1], direct);
 }
 
 static __always_inline int track(void *ctx, struct sk_buff *skb, __u32 stage, int dev_rule, int how)
@@ -37,9 +37,9 @@ static __always_inline int track(void *ctx, struct sk_buff *skb, __u32 stage, in
 
 	if (!skb)
 		return 0;
-	if (dev_rule == DEV_PHY && !on_phy(skb))
+	if (dev_rule == DEV_PHY && !on_phy(skb, how & STAGE_BTF))
 		return 0;
-	if (dev_rule == DEV_NOT_PHY && on_phy(skb))
+	if (dev_rule == DEV_NOT_PHY && on_phy(skb, how & STAGE_BTF))
 		return 0;
 	if (!stage_parse_ipv4_proto(skb, &p, how, IPPROTO_ICMP) || p.proto != IPPROTO_ICMP || !p.has_l4)
 		return 0;
@@ -70,19 +70,19 @@ STAGE_FN_HOOK1(dev_queue_xmit, S_DEV_XMIT)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_dev_queue_phy, struct sk_buff *skb)
 {
-	return track(ctx, skb, S_DEV_XMIT, DEV_PHY, STAGE_PARSE_AUTO);
+	return track(ctx, skb, S_DEV_XMIT, DEV_PHY, STAGE_PARSE_AUTO | STAGE_BTF);
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_dev_queue_internal, struct sk_buff *skb)
 {
-	return track(ctx, skb, S_INTERNAL, DEV_NOT_PHY, STAGE_PARSE_AUTO);
+	return track(ctx, skb, S_INTERNAL, DEV_NOT_PHY, STAGE_PARSE_AUTO | STAGE_BTF);
 }
 
 SEC("tp_btf/ovs_dp_upcall")
 int BPF_PROG(tp_ovs_dp_upcall, void *dp, struct sk_buff *skb)
 {
-	return track(ctx, skb, S_UPCALL, DEV_ANY, STAGE_PARSE_DATA_ETH);
+	return track(ctx, skb, S_UPCALL, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
 }
 
 /* Once per action: the first one stands for ovs_execute_actions (the first
@@ -90,7 +90,7 @@ int BPF_PROG(tp_ovs_dp_upcall, void *dp, struct sk_buff *skb)
 SEC("tp_btf/ovs_do_execute_action")
 int BPF_PROG(tp_ovs_exec, void *dp, struct sk_buff *skb)
 {
-	return track(ctx, skb, S_EXEC, DEV_ANY, STAGE_PARSE_DATA_ETH);
+	return track(ctx, skb, S_EXEC, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
 }
 
 SEC("tp_btf/ovs_do_execute_action")
@@ -99,5 +99,5 @@ int BPF_PROG(tp_ovs_output, void *dp, struct sk_buff *skb, void *key, const stru
 	__u16 type = BPF_CORE_READ(a, nla_type) & NLA_TYPE_MASK_;
 	if (type != OVS_ACTION_ATTR_OUTPUT_)
 		return 0;
-	return track(ctx, skb, S_VPORT_SEND, DEV_ANY, STAGE_PARSE_DATA_ETH);
+	return track(ctx, skb, S_VPORT_SEND, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
 }

@@ -19,10 +19,10 @@ const volatile struct stage_dev PHY[2] = {};
  * segments without payload can never finish and are not tracked */
 const volatile bool NEED_PAYLOAD = false;
 
-static __always_inline bool on_phy(struct sk_buff *skb)
+static __always_inline bool on_phy(struct sk_buff *skb, bool direct)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	return stage_dev_is(dev, &PHY[0]) || stage_dev_is(dev, &PHY[1]);
+	struct net_device *dev = RD(direct, skb, dev);
+	return stage_dev_is_(dev, &PHY[0], direct) || stage_dev_is_(dev, &PHY[1], direct);
 }
 
 static __always_inline int track(void *ctx, struct sk_buff *skb, __u32 stage, int dev_rule, int how)
@@ -32,9 +32,9 @@ static __always_inline int track(void *ctx, struct sk_buff *skb, __u32 stage, in
 
 	if (!skb)
 		return 0;
-	if (dev_rule == DEV_PHY && !on_phy(skb))
+	if (dev_rule == DEV_PHY && !on_phy(skb, how & STAGE_BTF))
 		return 0;
-	if (dev_rule == DEV_NOT_PHY && on_phy(skb))
+	if (dev_rule == DEV_NOT_PHY && on_phy(skb, how & STAGE_BTF))
 		return 0;
 	if (!stage_parse_ipv4_proto(skb, &p, how, IPPROTO_TCP) || p.proto != IPPROTO_TCP || !p.has_l4)
 		return 0;
@@ -84,25 +84,25 @@ STAGE_FN_HOOK2(ovs_vport_send, 5)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_dev_queue_phy, struct sk_buff *skb)
 {
-	return track(ctx, skb, 6, DEV_PHY, STAGE_PARSE_AUTO);
+	return track(ctx, skb, 6, DEV_PHY, STAGE_PARSE_AUTO | STAGE_BTF);
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_dev_queue_internal, struct sk_buff *skb)
 {
-	return track(ctx, skb, 1, DEV_NOT_PHY, STAGE_PARSE_AUTO);
+	return track(ctx, skb, 1, DEV_NOT_PHY, STAGE_PARSE_AUTO | STAGE_BTF);
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 {
-	return track(ctx, skb, 0, DEV_PHY, STAGE_PARSE_AUTO);
+	return track(ctx, skb, 0, DEV_PHY, STAGE_PARSE_AUTO | STAGE_BTF);
 }
 
 SEC("tp_btf/ovs_dp_upcall")
 int BPF_PROG(tp_ovs_dp_upcall, void *dp, struct sk_buff *skb)
 {
-	return track(ctx, skb, 3, DEV_ANY, STAGE_PARSE_DATA_ETH);
+	return track(ctx, skb, 3, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
 }
 
 SEC("tp_btf/ovs_do_execute_action")
@@ -111,12 +111,12 @@ int BPF_PROG(tp_ovs_output, void *dp, struct sk_buff *skb, void *key, const stru
 	__u16 type = BPF_CORE_READ(a, nla_type) & NLA_TYPE_MASK_;
 	if (type != OVS_ACTION_ATTR_OUTPUT_)
 		return 0;
-	return track(ctx, skb, 5, DEV_ANY, STAGE_PARSE_DATA_ETH);
+	return track(ctx, skb, 5, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
 }
 
 /* incoming: the application reads the segment's payload (after tcp_v4_rcv) */
 SEC("tp_btf/skb_copy_datagram_iovec")
 int BPF_PROG(tp_app_read, struct sk_buff *skb)
 {
-	return track(ctx, skb, 6, DEV_ANY, STAGE_PARSE_AUTO);
+	return track(ctx, skb, 6, DEV_ANY, STAGE_PARSE_AUTO | STAGE_BTF);
 }
