@@ -32,6 +32,22 @@
  * packets a filter rejects. */
 #define RD(direct, p, f) ((direct) ? (p)->f : BPF_CORE_READ(p, f))
 
+/* dev->name into a 16-byte buffer (zeroed by the caller), as
+ * bpf_probe_read_kernel_str would. */
+static __always_inline void read_dev_name(struct net_device *dev, char *out, bool direct)
+{
+	if (!direct) {
+		bpf_probe_read_kernel_str(out, 16, dev->name);
+		return;
+	}
+#pragma unroll
+	for (int i = 0; i < 15; i++) {
+		out[i] = dev->name[i];
+		if (!out[i])
+			break;
+	}
+}
+
 /* User space flips this (and the map type of `events`) before load when the
  * kernel has no BPF ring buffer; the verifier then drops the dead branch. */
 const volatile bool use_perfbuf = false;

@@ -84,21 +84,6 @@ static __always_inline bool skb_accel_vlan(struct sk_buff *skb, __u16 *tci, bool
 	return RD(direct, skb, vlan_proto) != 0;
 }
 
-/* dev->name into a 16-byte buffer (zeroed by the caller), as
- * bpf_probe_read_kernel_str would. */
-static __always_inline void dev_name(struct net_device *dev, char *out, bool direct)
-{
-	if (!direct) {
-		bpf_probe_read_kernel_str(out, 16, dev->name);
-		return;
-	}
-#pragma unroll
-	for (int i = 0; i < 15; i++) {
-		out[i] = dev->name[i];
-		if (!out[i])
-			break;
-	}
-}
 
 static __always_inline void parse_l4(unsigned char *l4, struct pkt_meta *m)
 {
@@ -141,7 +126,7 @@ static __always_inline bool parse_skb_(struct sk_buff *skb, struct pkt_meta *m, 
 	m->trans_off = RD(direct, skb, transport_header);
 	if (dev) {
 		m->ifindex = RD(direct, dev, ifindex);
-		dev_name(dev, m->ifname, direct);
+		read_dev_name(dev, m->ifname, direct);
 	}
 	m->l3_proto = proto;
 	m->eth_type = proto;

@@ -40,7 +40,7 @@ static __always_inline bool is_our_dev(struct net_device *dev, bool direct)
 
 	if (!dev)
 		return false;
-	dev_name(dev, name, direct);
+	read_dev_name(dev, name, direct);
 	if (!ifname_eq(name, IFNAME))
 		return false;
 	if (NETNS_INO) {

@@ -48,9 +48,10 @@ struct {
 	__type(value, __u32);
 } drop_reason SEC(".maps");
 
-static __always_inline bool on_phy(struct net_device *dev)
+/* `direct`: dev is a BTF pointer (tp_btf; RD in common.h). */
+static __always_inline bool on_phy(struct net_device *dev, bool direct)
 {
-	return stage_dev_is(dev, &PHY[0]) || stage_dev_is(dev, &PHY[1]);
+	return stage_dev_is_(dev, &PHY[0], direct) || stage_dev_is_(dev, &PHY[1], direct);
 }
 
 static __always_inline bool make_key(struct sk_buff *skb, int how, struct stage_key *k, struct stage_pkt *p)
@@ -134,25 +135,25 @@ int BPF_PROG(tp_ovs_output, void *dp, struct sk_buff *skb, void *key, const stru
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_rcv, struct sk_buff *skb)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	if (DIR == DIR_TX ? stage_dev_is(dev, &VM_DEV) : on_phy(dev))
-		return track(ctx, skb, 0, STAGE_PARSE_AUTO);
+	struct net_device *dev = skb->dev;
+	if (DIR == DIR_TX ? stage_dev_is_(dev, &VM_DEV, true) : on_phy(dev, true))
+		return track(ctx, skb, 0, STAGE_PARSE_AUTO | STAGE_BTF);
 	return 0;
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_dev_queue, struct sk_buff *skb)
 {
-	if (DIR == DIR_TX && on_phy(BPF_CORE_READ(skb, dev)))
-		return track(ctx, skb, 6, STAGE_PARSE_AUTO);
+	if (DIR == DIR_TX && on_phy(skb->dev, true))
+		return track(ctx, skb, 6, STAGE_PARSE_AUTO | STAGE_BTF);
 	return 0;
 }
 
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tp_start_xmit_phy, struct sk_buff *skb, struct net_device *dev)
 {
-	if (DIR == DIR_TX && on_phy(dev))
-		return track(ctx, skb, 7, STAGE_PARSE_AUTO);
+	if (DIR == DIR_TX && on_phy(dev, true))
+		return track(ctx, skb, 7, STAGE_PARSE_AUTO | STAGE_BTF);
 	return 0;
 }
 

@@ -107,24 +107,27 @@ static __always_inline int on_pkt(void *ctx, struct sk_buff *skb, __u32 side)
 
 	if (!skb)
 		return 0;
-	dev = BPF_CORE_READ(skb, dev);
+	/* Both hooks are tp_btf: skb and dev are BTF pointers, read with plain
+	 * loads (RD in common.h), not helper calls. */
+	dev = skb->dev;
 	if (!dev)
 		return 0;
-	ifindex = BPF_CORE_READ(dev, ifindex);
+	ifindex = dev->ifindex;
 	di = bpf_map_lookup_elem(&devs, &ifindex);
 	if (!di || !(di->sides & (1 << side)))
 		return 0;
 	/* ifindexes repeat across network namespaces: the name must match too */
-	bpf_probe_read_kernel_str(name, sizeof(name), dev->name);
+	__builtin_memset(name, 0, sizeof(name));
+	read_dev_name(dev, name, true);
 	for (int i = 0; i < 16; i++) {
 		if (name[i] != di->name[i])
 			return 0;
 		if (!name[i])
 			break;
 	}
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return 0;
-	if (!parse_skb(skb, &m, false) || m.family != 4 || m.l4proto != IPPROTO_UDP)
+	if (!parse_skb_btf(skb, &m, false) || m.family != 4 || m.l4proto != IPPROTO_UDP)
 		return 0;
 	if (m.frag_off & 0x1fff)
 		return 0; /* not the first fragment: no ports */

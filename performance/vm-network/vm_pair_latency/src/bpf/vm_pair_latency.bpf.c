@@ -54,23 +54,26 @@ static __always_inline int on_pkt(void *ctx, struct sk_buff *skb, void *devs, __
 
 	if (!skb)
 		return 0;
-	dev = BPF_CORE_READ(skb, dev);
+	/* Both hooks are tp_btf: skb and dev are BTF pointers, read with plain
+	 * loads (RD in common.h), not helper calls. */
+	dev = skb->dev;
 	if (!dev)
 		return 0;
-	ifindex = BPF_CORE_READ(dev, ifindex);
+	ifindex = dev->ifindex;
 	di = bpf_map_lookup_elem(devs, &ifindex);
 	if (!di)
 		return 0;
-	bpf_probe_read_kernel_str(name, sizeof(name), dev->name);
+	__builtin_memset(name, 0, sizeof(name));
+	read_dev_name(dev, name, true);
 	for (int i = 0; i < 16; i++) {
 		if (name[i] != di->name[i])
 			return 0;
 		if (!name[i])
 			break;
 	}
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return 0;
-	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO, IPPROTO_UDP) || p.proto != IPPROTO_UDP || !p.has_l4)
+	if (!stage_parse_ipv4_proto(skb, &p, STAGE_PARSE_AUTO | STAGE_BTF, IPPROTO_UDP) || p.proto != IPPROTO_UDP || !p.has_l4)
 		return 0;
 	if (!bpf_map_lookup_elem(&ports, &p.sport) && !bpf_map_lookup_elem(&ports, &p.dport))
 		return 0;
@@ -81,8 +84,8 @@ static __always_inline int on_pkt(void *ctx, struct sk_buff *skb, void *devs, __
 	k.ip_id = p.ip_id;
 	k.proto = IPPROTO_UDP;
 	if (MODE == MODE_MACS) {
-		unsigned char *head = BPF_CORE_READ(skb, head);
-		__u16 mh = BPF_CORE_READ(skb, mac_header);
+		unsigned char *head = skb->head;
+		__u16 mh = skb->mac_header;
 		__u8 mac[12] = {};
 		if (mh == (__u16)~0U || bpf_probe_read_kernel(mac, sizeof(mac), head + mh))
 			return 0;
