@@ -90,7 +90,8 @@ static __always_inline bool ip_is(const __u8 *a, const volatile __u8 *want)
 	return a[0] == want[0] && a[1] == want[1] && a[2] == want[2] && a[3] == want[3];
 }
 
-static __always_inline int on_skb(void *ctx, struct sk_buff *skb, struct net_device *dev, bool tx)
+/* `direct`: skb and dev are BTF pointers (tp_btf; RD in common.h). */
+static __always_inline int on_skb(void *ctx, struct sk_buff *skb, struct net_device *dev, bool tx, bool direct)
 {
 	struct count_key k = {};
 	struct arp_hdr_eth arp;
@@ -102,10 +103,10 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, struct net_dev
 	if (!skb)
 		return 0;
 	if (!dev)
-		dev = BPF_CORE_READ(skb, dev);
+		dev = RD(direct, skb, dev);
 	if (!dev)
 		return 0;
-	bpf_probe_read_kernel_str(k.dev, sizeof(k.dev), dev->name);
+	read_dev_name(dev, k.dev, direct);
 	if (!dev_match(k.dev))
 		return 0;
 	bpf_get_current_comm(k.comm, sizeof(k.comm));
@@ -115,20 +116,20 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, struct net_dev
 	else
 		bpf_map_update_elem(&counts, &k, &one, BPF_NOEXIST);
 
-	head = BPF_CORE_READ(skb, head);
-	mac = BPF_CORE_READ(skb, mac_header);
+	head = RD(direct, skb, head);
+	mac = RD(direct, skb, mac_header);
 	if (tx) {
 		/* At the driver data is the Ethernet header (also for frames a
 		 * packet socket built, whose skb->protocol may be anything). */
 		struct ethhdr eth;
-		unsigned char *data = BPF_CORE_READ(skb, data);
+		unsigned char *data = RD(direct, skb, data);
 		if (bpf_probe_read_kernel(&eth, sizeof(eth), data))
 			return 0;
 		proto = bpf_ntohs(eth.h_proto);
 		l3 = data + sizeof(eth);
 	} else {
-		proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
-		l3 = BPF_CORE_READ(skb, data);
+		proto = bpf_ntohs(RD(direct, skb, protocol));
+		l3 = RD(direct, skb, data);
 	}
 	if (proto != ETH_P_ARP)
 		return 0;
@@ -176,24 +177,24 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, struct net_dev
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 {
-	return on_skb(ctx, skb, NULL, false);
+	return on_skb(ctx, skb, NULL, false, true);
 }
 
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tp_net_dev_start_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	return on_skb(ctx, skb, dev, true);
+	return on_skb(ctx, skb, dev, true, true);
 }
 
 /* The originals' functions, for kernels without BTF tracepoints. */
 SEC("kprobe/__netif_receive_skb")
 int BPF_KPROBE(kp___netif_receive_skb, struct sk_buff *skb)
 {
-	return on_skb(ctx, skb, NULL, false);
+	return on_skb(ctx, skb, NULL, false, false);
 }
 
 SEC("kprobe/dev_hard_start_xmit")
 int BPF_KPROBE(kp_dev_hard_start_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	return on_skb(ctx, skb, dev, true);
+	return on_skb(ctx, skb, dev, true, false);
 }
