@@ -110,7 +110,7 @@ static __always_inline void parse_l4(unsigned char *l4, struct pkt_meta *m)
  * the Ethernet header (and in-frame VLAN tags) when the skb has one; `direct`:
  * skb is a BTF pointer (RD in common.h): use parse_skb_btf in tp_btf, fentry
  * and netfilter programs, parse_skb elsewhere. */
-static __always_inline bool parse_skb_(struct sk_buff *skb, struct pkt_meta *m, bool l2, bool direct)
+static __always_inline bool parse_skb_body(struct sk_buff *skb, struct pkt_meta *m, bool l2, bool direct)
 {
 	unsigned char *head = RD(direct, skb, head);
 	__u16 mac = RD(direct, skb, mac_header);
@@ -208,6 +208,12 @@ static __always_inline bool parse_skb_(struct sk_buff *skb, struct pkt_meta *m, 
 		m->trans_off = net + sizeof(ip6);
 	}
 	return true;
+}
+
+/* The NULL check comes before any read (nullable tracepoint arguments). */
+static __always_inline bool parse_skb_(struct sk_buff *skb, struct pkt_meta *m, bool l2, bool direct)
+{
+	return skb && parse_skb_body(skb, m, l2, direct);
 }
 
 #define parse_skb(skb, m, l2) parse_skb_(skb, m, l2, false)

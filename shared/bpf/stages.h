@@ -249,7 +249,7 @@ static __always_inline __u32 stage_ip_behind_eth(unsigned char *head, __u32 l2)
 /* Parse IPv4 + ICMP/TCP/UDP of skb. Works at every point from ip_send_skb
  * (no MAC header, skb->protocol not yet set) to the receive path (MAC header
  * set, network header not yet reset) and on OVS user-space packets. */
-static __always_inline bool stage_parse_ipv4_(struct sk_buff *skb, struct stage_pkt *p, int how, __u8 want_proto)
+static __always_inline bool stage_parse_ipv4_body(struct sk_buff *skb, struct stage_pkt *p, int how, __u8 want_proto)
 {
 	bool direct = how & STAGE_BTF;
 	unsigned char *head = RD(direct, skb, head);
@@ -320,6 +320,13 @@ static __always_inline bool stage_parse_ipv4_(struct sk_buff *skb, struct stage_
 		p->has_l4 = 1;
 	}
 	return true;
+}
+
+/* The NULL check comes before any read: some kernels' BTF marks tracepoint
+ * arguments nullable, and the verifier then refuses a plain load before it. */
+static __always_inline bool stage_parse_ipv4_(struct sk_buff *skb, struct stage_pkt *p, int how, __u8 want_proto)
+{
+	return skb && stage_parse_ipv4_body(skb, p, how, want_proto);
 }
 
 #define stage_parse_ipv4(skb, p, how) stage_parse_ipv4_(skb, p, how, 0)

@@ -135,7 +135,11 @@ int BPF_PROG(tp_ovs_output, void *dp, struct sk_buff *skb, void *key, const stru
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_rcv, struct sk_buff *skb)
 {
-	struct net_device *dev = skb->dev;
+	struct net_device *dev;
+
+	if (!skb)
+		return 0;
+	dev = skb->dev;
 	if (DIR == DIR_TX ? stage_dev_is_(dev, &VM_DEV, true) : on_phy(dev, true))
 		return track(ctx, skb, 0, STAGE_PARSE_AUTO | STAGE_BTF);
 	return 0;
@@ -144,7 +148,7 @@ int BPF_PROG(tp_netif_rcv, struct sk_buff *skb)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_dev_queue, struct sk_buff *skb)
 {
-	if (DIR == DIR_TX && on_phy(skb->dev, true))
+	if (DIR == DIR_TX && skb && on_phy(skb->dev, true))
 		return track(ctx, skb, 6, STAGE_PARSE_AUTO | STAGE_BTF);
 	return 0;
 }
