@@ -48,6 +48,14 @@ static __always_inline void read_dev_name(struct net_device *dev, char *out, boo
 	}
 }
 
+/* The type of an OVS action (openvswitch:ovs_do_execute_action's nlattr),
+ * 0 without one: 6.12's module BTF marks the argument nullable, and the
+ * verifier refuses the program unless it is checked first. */
+static __always_inline __u16 ovs_action_type(const struct nlattr *a)
+{
+	return a ? BPF_CORE_READ(a, nla_type) & 0x3fff : 0;
+}
+
 /* User space flips this (and the map type of `events`) before load when the
  * kernel has no BPF ring buffer; the verifier then drops the dead branch. */
 const volatile bool use_perfbuf = false;

@@ -84,7 +84,6 @@ static __always_inline bool skb_accel_vlan(struct sk_buff *skb, __u16 *tci, bool
 	return RD(direct, skb, vlan_proto) != 0;
 }
 
-
 static __always_inline void parse_l4(unsigned char *l4, struct pkt_meta *m)
 {
 	if (m->l4proto == IPPROTO_TCP || m->l4proto == IPPROTO_UDP) {

@@ -203,17 +203,7 @@ static __always_inline bool snap_fill(void *ctx, struct sk_buff *skb, __u32 hook
 	if (!dev)
 		dev = RD(direct, skb, dev);
 	if (dev) {
-		if (direct) {
-#pragma unroll
-			for (int i = 0; i < 16; i++) {
-				e->dev[i] = dev->name[i];
-				if (!e->dev[i])
-					break;
-			}
-			e->dev[15] = 0;
-		} else {
-			bpf_probe_read_kernel_str(e->dev, sizeof(e->dev), dev->name);
-		}
+		read_dev_name(dev, e->dev, direct);
 		e->ifindex = RD(direct, dev, ifindex);
 	}
 	/* Socket-level hooks see skbs before routing (no device yet): the

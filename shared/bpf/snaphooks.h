@@ -187,7 +187,7 @@ int BPF_PROG(tp_ovs_dp_upcall, void *dp, struct sk_buff *skb)
 SEC("tp_btf/ovs_do_execute_action")
 int BPF_PROG(tp_ovs_do_execute_action, void *dp, struct sk_buff *skb, void *key, const struct nlattr *a)
 {
-	return snap_x_emit_btf(ctx, skb, 59, NULL, NULL, false, NULL, (a ? BPF_CORE_READ(a, nla_type) : 0) /* nullable in 6.12 module BTF */ & 0x3fff, 0);
+	return snap_x_emit_btf(ctx, skb, 59, NULL, NULL, false, NULL, ovs_action_type(a), 0);
 }
 
 SEC("tp_btf/kfree_skb")

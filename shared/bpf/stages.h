@@ -160,22 +160,11 @@ struct stage_dev {
 /* `direct`: dev is a BTF pointer (RD in common.h). */
 static __always_inline bool stage_dev_is_(struct net_device *dev, const volatile struct stage_dev *d, bool direct)
 {
-	char name[16];
+	char name[16] = {};
 
 	if (!dev || !d->ifindex || RD(direct, dev, ifindex) != d->ifindex)
 		return false;
-	if (direct) {
-#pragma unroll
-		for (int i = 0; i < 16; i++) {
-			if (dev->name[i] != d->name[i])
-				return false;
-			if (!d->name[i])
-				break;
-		}
-		return true;
-	}
-	if (bpf_probe_read_kernel_str(name, sizeof(name), dev->name) < 0)
-		return false;
+	read_dev_name(dev, name, direct);
 #pragma unroll
 	for (int i = 0; i < 16; i++) {
 		if (name[i] != d->name[i])
@@ -514,4 +503,3 @@ static __always_inline int stage_hit(void *ctx, const struct stage_key *key, __u
 
 /* OVS action types (include/uapi/linux/openvswitch.h, stable ABI). */
 #define OVS_ACTION_ATTR_OUTPUT_ 1
-#define NLA_TYPE_MASK_ 0x3fff

@@ -96,7 +96,7 @@ int BPF_PROG(tp_ovs_exec, void *dp, struct sk_buff *skb)
 SEC("tp_btf/ovs_do_execute_action")
 int BPF_PROG(tp_ovs_output, void *dp, struct sk_buff *skb, void *key, const struct nlattr *a)
 {
-	__u16 type = (a ? BPF_CORE_READ(a, nla_type) : 0) /* nullable in 6.12 module BTF */ & NLA_TYPE_MASK_;
+	__u16 type = ovs_action_type(a);
 	if (type != OVS_ACTION_ATTR_OUTPUT_)
 		return 0;
 	return track(ctx, skb, S_VPORT_SEND, DEV_ANY, STAGE_PARSE_DATA_ETH | STAGE_BTF);
